@@ -1,0 +1,317 @@
+"""Typed experiment configuration: one YAML file per experiment -> nested dataclasses.
+
+Every component gets its own dataclass (data, model, optim, loss, train, eval). Loading checks each key against
+the dataclass fields and each value against the field's type, so that a typo or a wrong type fails at start-up
+with one line naming the file and the dotted key, instead of hours later. Command-line overrides
+(`optim.lr=3e-4 data.datasets.0.weight=2`) go through the same check.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads `3e-4` (no dot) as a string; every config writes learning rates that way."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _yaml_load(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)
+
+
+class ConfigError(ValueError):
+    """A config problem, always one line: `<source>: <dotted.key>: <reason>`."""
+
+
+@dataclass
+class DatasetConfig:
+    """One dataset of a multi-dataset run. Relative paths resolve against `DataConfig.base_dir`."""
+
+    name: str
+    manifest: str  # training manifest (`path label` lines or CSV with optional start/end)
+    num_classes: int
+    val_manifest: Optional[str] = None
+    root: str = ""  # prefix joined to every relative video path of the manifests
+    class_names: Optional[str] = None  # one name per line, or JSON {name: id}
+    sampling: Literal["clip", "uniform", "segment"] = "clip"
+    flip: bool = True  # False for datasets whose labels depend on left/right (SSv2)
+    weight: Optional[float] = None  # sampling weight; None = proportional to the dataset's size
+
+
+@dataclass
+class DataConfig:
+    datasets: list[DatasetConfig]
+    base_dir: str = "."
+    batch_size: int = 8  # per rank
+    num_frames: int = 16
+    stride: int = 4
+    short_side: list[int] = field(default_factory=lambda: [256, 320])  # random short side in [min, max]
+    crop_size: int = 224
+    mixing: Literal["mixed", "per_batch"] = "mixed"
+    batch_policy: Literal["weighted", "alternating"] = "weighted"  # how per_batch picks a batch's dataset
+    epoch_size: Optional[int] = None  # samples per epoch; None = sum of the dataset sizes
+    short_video: Literal["pad", "loop"] = "pad"  # videos shorter than num_frames * stride
+    auto_augment: Optional[Literal["rand_augment", "trivial_augment"]] = None
+    device: Literal["auto", "cpu", "gpu"] = "auto"
+    decoder: str = "default"  # CPU decode strategy; "default" = fastest measured
+    num_threads: int = 2
+    output_dtype: Literal["float32", "bfloat16"] = "float32"
+    mean: list[float] = field(default_factory=lambda: [0.45, 0.45, 0.45])
+    std: list[float] = field(default_factory=lambda: [0.225, 0.225, 0.225])
+    scan_index: Optional[str] = None  # JSON index from `dalitrain scan`; its quarantine is honoured
+    max_skipped_fraction: float = 0.01  # abort an epoch once more than this share of files failed
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "mvitv2_tiny"  # a registered name, e.g. mvitv2_s_16x4, mvitv2_b_32x3, vivit_b_fe
+    head: Literal["linear", "mlp"] = "mlp"
+    head_hidden_dim: int = 2048
+    expander_hidden_dim: int = 4096
+    drop_path_rate: float = 0.1
+    activation_checkpointing: bool = False
+    compile: bool = False
+    pretrained: Optional[str] = None  # a PySlowFast-style checkpoint to start from
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 2e-4
+    weight_decay: float = 0.05
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    warmup_epochs: float = 10.0
+    warmup_start_lr: float = 2e-6
+    min_lr: float = 2e-6
+    clip_grad_norm: Optional[float] = None
+    accumulation_steps: int = 1
+    fused: Literal["auto", "torch", "apex"] = "auto"  # apex only when NVIDIA apex is importable
+
+
+@dataclass
+class LossConfig:
+    informative: bool = True
+    informative_weight: float = 0.1
+    std_weight: float = 25.0
+    cov_weight: float = 1.0
+    projection: bool = True
+    projection_add: bool = True  # Y'_k = Y_k + sum_i W_ik Y_i (False: the projections alone)
+    uncertainty: bool = True
+    label_smoothing: float = 0.0
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 50
+    output_dir: str = "runs/default"
+    seed: int = 0
+    log_every: int = 10
+    checkpoint_every_epochs: int = 1
+    keep_last: int = 2
+    max_nonfinite_steps: int = 5
+    time_budget_minutes: Optional[float] = None
+    bf16: bool = True  # autocast on CUDA only
+
+
+@dataclass
+class EvalConfig:
+    temporal_views: int = 3
+    spatial_views: int = 3
+    short_side: int = 256
+    batch_size: int = 8
+    every_epochs: int = 1
+
+
+@dataclass
+class ExperimentConfig:
+    data: DataConfig
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Loading and checking
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _convert(value: Any, tp: Any, key: str, source: str) -> Any:
+    """Check `value` against the annotation `tp` and build dataclasses; raise ConfigError naming `key`."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _convert(value, option, key, source)
+            except ConfigError as err:
+                errors.append(err)
+        raise errors[0] if len(errors) == 1 else ConfigError(
+            f"{source}: {key}: expected {_type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            raise ConfigError(f"{source}: {key}: must be one of {', '.join(map(repr, choices))}, got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{source}: {key}: expected a list, got {type(value).__name__} {value!r}")
+        (item_tp,) = typing.get_args(tp)
+        return [_convert(v, item_tp, f"{key}.{i}", source) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: {key}: expected a mapping, got {type(value).__name__}")
+        return dict(value)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key, source)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{source}: {key}: expected a number, got {type(value).__name__} {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{source}: {key}: expected an integer, got {type(value).__name__} {value!r}")
+        return value
+    if tp is bool or tp is str:
+        if not isinstance(value, tp):
+            raise ConfigError(f"{source}: {key}: expected {tp.__name__}, got {type(value).__name__} {value!r}")
+        return value
+    raise TypeError(f"config field {key} has an unsupported annotation {tp!r}")
+
+
+def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
+    where = prefix or "top level"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: {where}: expected a mapping, got {type(raw).__name__} {raw!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    dotted = (lambda name: f"{prefix}.{name}") if prefix else (lambda name: name)
+    for name in raw:
+        if name not in fields:
+            raise ConfigError(f"{source}: {dotted(name)}: unknown key (known: {', '.join(fields)})")
+    kwargs = {}
+    for name, f in fields.items():
+        if name in raw:
+            kwargs[name] = _convert(raw[name], hints[name], dotted(name), source)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{source}: {dotted(name)}: required key is missing")
+    return cls(**kwargs)
+
+
+def _parse_override(text: str) -> tuple[list[str], Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"command line: {text!r}: an override is KEY=VALUE, e.g. optim.lr=3e-4")
+    try:
+        parsed = _yaml_load(value) if value else ""
+    except yaml.YAMLError:
+        parsed = value
+    return key.split("."), parsed
+
+
+def _apply_override(raw: dict, cls: type, path: list[str], value: Any, text: str) -> None:
+    """Set `value` at `path` in the raw mapping, checking each step against the dataclass tree."""
+    node: Any = raw
+    tp: Any = cls
+    for depth, part in enumerate(path):
+        key = ".".join(path[: depth + 1])
+        last = depth == len(path) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(f"command line: {key}: no list entry {part!r} (the list has {len(node)})")
+            index = int(part)
+            tp = typing.get_args(tp)[0]
+            if last:
+                node[index] = value
+            else:
+                node = node[index]
+            continue
+        while typing.get_origin(tp) in (typing.Union, types.UnionType):  # Optional[Dataclass]
+            tp = next(t for t in typing.get_args(tp) if t is not type(None))
+        if not dataclasses.is_dataclass(tp):
+            raise ConfigError(f"command line: {key}: {'.'.join(path[:depth])} has no sub-keys")
+        hints = typing.get_type_hints(tp)
+        if part not in hints:
+            raise ConfigError(f"command line: {key}: unknown key (known: {', '.join(hints)})")
+        tp = hints[part]
+        if last:
+            node[part] = value
+        else:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {} if dataclasses.is_dataclass(tp) else []
+            node = child
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig:
+    """Load a YAML experiment file, apply `KEY=VALUE` overrides, and check every key and type."""
+    path = Path(path)
+    try:
+        raw = _yaml_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}:{where} is not valid YAML ({getattr(err, 'problem', err)})") from None
+    raw = raw if raw is not None else {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level: expected a mapping of sections, got {type(raw).__name__}")
+    for text in overrides:
+        keys, value = _parse_override(text)
+        _apply_override(raw, ExperimentConfig, keys, value, text)
+    try:
+        return _build(ExperimentConfig, raw, "", str(path))
+    except ConfigError as err:
+        if overrides:  # the bad value may come from the command line rather than the file
+            raise ConfigError(f"{err} (with overrides {' '.join(overrides)})") from None
+        raise
+
+
+def config_to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def dump_config(cfg: ExperimentConfig) -> str:
+    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
+
+
+def save_config(cfg: ExperimentConfig, path: str | Path) -> None:
+    """Write the resolved config beside a run's outputs (temporary file + rename: never half-written)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(dump_config(cfg))
+    tmp.replace(path)
+
+
+def resolve_path(base_dir: str | Path, path: str | None) -> Path | None:
+    """A config path: absolute as given, relative ones against the data base directory."""
+    if path is None:
+        return None
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else Path(base_dir) / p

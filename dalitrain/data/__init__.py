@@ -1,0 +1,1 @@
+"""Data side of dalitrain: manifests, scanning, dataset specs, sampling plans, the synthetic corpus."""
