@@ -1,0 +1,1 @@
+"""Benchmark scripts, one per benchmark; `dalitrain bench NAME` runs them."""

@@ -1,0 +1,1 @@
+"""MultiTrain losses: projection, informative, uncertainty weighting."""
