@@ -1,0 +1,397 @@
+"""`dalitrain scan`: probe every video of one or more manifests once; write a JSON index with a quarantine.
+
+A DALI video pipeline that meets a file it cannot decode fails for good, hours into a run. The scan finds those
+files first: every manifest entry gets a record (codec, size, frame count, frame rate, ...) that is `ok` or
+carries the reason it is quarantined. Pipelines read the index with `load_index` and keep `usable_records`.
+
+Reasons (stable strings; a record carries the first one that applies, in this order):
+
+  missing             the file does not exist
+  empty               the file has zero bytes
+  unreadable          the file exists but cannot be read (permissions, I/O error)
+  not_video           FFmpeg recognises no container in it (e.g. a text file named .webm)
+  no_video_stream     a container without a video stream (e.g. audio only)
+  truncated           the container ends early: it starts like a video container but does not open or demux to
+                      the end, or it holds fewer video packets than its frame count or duration claims (short by
+                      more than 5% and at least 2 frames; the tolerance absorbs rounded durations)
+  corrupt             (--deep only) decoding fails part-way, or yields fewer frames than the container claims.
+                      Only a full decode finds this: the packets are all there, their contents are broken
+  codec_unsupported   DALI's decoder on the chosen device does not read the codec (see DEVICE_CODECS)
+  too_short           fewer frames than a clip needs: --min-frames, or with --config num_frames * stride for
+                      `clip` / `segment` sampling and num_frames for `uniform`
+  label_out_of_range  the label is not in [0, num_classes)
+
+Probing runs once per distinct file, in parallel processes. The index doubles as the cache: a re-scan reuses the
+probe of every file whose path, size and mtime are unchanged (a shallow scan also reuses deep probes, a deep scan
+only deep ones), so only new or changed files are read again. The device check, clip length and labels are
+re-applied on every scan, so changing them needs no re-probe.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import json
+import os
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Optional
+
+import av
+
+from dalitrain.config import ConfigError, load_config, resolve_path
+from dalitrain.data.manifest import ManifestEntry, read_manifest
+from dalitrain.data.parallel import default_workers, map_in_processes
+from dalitrain.data.probe import probe_video
+
+MISSING = "missing"
+EMPTY = "empty"
+UNREADABLE = "unreadable"
+NOT_VIDEO = "not_video"
+NO_VIDEO_STREAM = "no_video_stream"
+TRUNCATED = "truncated"
+CORRUPT = "corrupt"
+CODEC_UNSUPPORTED = "codec_unsupported"
+TOO_SHORT = "too_short"
+LABEL_OUT_OF_RANGE = "label_out_of_range"
+
+# Reasons that belong to the file itself (cached with its probe); the others depend on the scan's settings.
+FILE_REASONS = (MISSING, EMPTY, UNREADABLE, NOT_VIDEO, NO_VIDEO_STREAM, TRUNCATED, CORRUPT)
+
+# FFmpeg codec names that DALI's video decoders read, per device. Source: the docstring of DALI 2.4's
+# fn.experimental.readers.video / fn.experimental.decoders.video ("supported by both CPU and GPU backends: VP8,
+# VP9, MJPEG; by the GPU backend only: AV1, MPEG-4, H.264/AVC, H.265/HEVC"). The CPU row is also checked here on
+# DALI 2.4 (h264, hevc, mpeg4 and mpeg2video fail with "not supported by the CPU variant"); the GPU row is not
+# (no GPU). NVDEC itself also decodes MPEG-1/2 and VC-1, but DALI does not hand those to it.
+DEVICE_CODECS = {
+    "cpu": frozenset({"vp8", "vp9", "mjpeg"}),
+    "gpu": frozenset({"vp8", "vp9", "mjpeg", "av1", "mpeg4", "h264", "hevc"}),
+}
+
+# First bytes of the containers video datasets come in: a file that starts like one but does not open was cut.
+_CONTAINER_MAGIC = (
+    (0, b"\x1a\x45\xdf\xa3"),  # Matroska / WebM (EBML)
+    (4, b"ftyp"),  # MP4 / MOV
+    (8, b"AVI "),  # RIFF AVI
+    (0, b"OggS"),
+    (0, b"FLV"),
+)
+
+INDEX_FORMAT = "dalitrain-scan-index"
+INDEX_VERSION = 1
+
+
+class ScanIndexError(ValueError):
+    """A missing or damaged index file, one line naming it."""
+
+
+@dataclass(frozen=True)
+class FileProbe:
+    """What one file holds, independent of any manifest: the cached unit."""
+
+    path: str
+    size: int  # bytes; -1 when the file is missing
+    mtime: float
+    deep: bool  # every frame was decoded
+    fault: Optional[str] = None  # one of FILE_REASONS, None when the file reads
+    detail: str = ""  # FFmpeg's message or the numbers behind the fault
+    codec: str = ""
+    width: int = 0
+    height: int = 0
+    frames: int = 0
+    fps: float = 0.0
+    duration: float = 0.0
+
+
+@dataclass(frozen=True)
+class ScanRecord:
+    """One manifest entry and the verdict on its video: an index record."""
+
+    path: str  # absolute video path
+    dataset: str
+    manifest: str  # absolute manifest path
+    row: int  # the entry's row in its manifest (the `index` a Batch carries)
+    label: int
+    ok: bool
+    reason: Optional[str]  # None when ok
+    detail: str
+    codec: str
+    width: int
+    height: int
+    frames: int
+    fps: float
+    duration: float
+    size: int
+    mtime: float
+    deep: bool
+
+    @property
+    def key(self) -> str:
+        return record_key(self.manifest, self.row)
+
+
+@dataclass(frozen=True)
+class ScanTarget:
+    """One manifest to scan and the rules its entries are checked against."""
+
+    dataset: str
+    manifest: Path
+    root: Path  # relative video paths are joined to it
+    num_classes: Optional[int]
+    min_frames: int
+
+
+def record_key(manifest: str | Path, row: int) -> str:
+    """An entry's key in the index: `<absolute manifest path>:<row>`."""
+    return f"{os.path.abspath(manifest)}:{row}"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Probing one file (runs in worker processes)
+
+
+def _looks_like_container(path: str) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(16)
+    return any(head[offset:offset + len(magic)] == magic for offset, magic in _CONTAINER_MAGIC)
+
+
+def _decode_all(path: str) -> int:
+    """Frames decoded from the first video stream; raises av.error.FFmpegError where decoding fails."""
+    with av.open(path) as container:
+        return sum(1 for _ in container.decode(container.streams.video[0]))
+
+
+def probe_file(path: str, deep: bool) -> FileProbe:
+    """Probe one video; never raises for a bad file (the fault says what is wrong)."""
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return FileProbe(path, -1, 0.0, deep, MISSING, "no such file")
+    except OSError as err:
+        return FileProbe(path, -1, 0.0, deep, UNREADABLE, err.strerror or str(err))
+    fault = functools.partial(FileProbe, path, stat.st_size, stat.st_mtime, deep)
+    if stat.st_size == 0:
+        return fault(EMPTY, "0 bytes")
+    try:
+        info = probe_video(path, count_packets=True)
+    except OSError as err:  # before FFmpegError: av's PermissionError is both
+        return fault(UNREADABLE, str(err))
+    except av.error.FFmpegError as err:
+        cut = isinstance(err, EOFError) or _looks_like_container(path)
+        return fault(TRUNCATED if cut else NOT_VIDEO, err.strerror or str(err))
+    except ValueError as err:  # probe_video's "no video stream"
+        return fault(NO_VIDEO_STREAM, str(err))
+    measured = functools.partial(fault, codec=info.codec, width=info.width, height=info.height,
+                                 frames=info.packets, fps=info.fps, duration=info.duration)
+    claimed = max(info.frames, round(info.duration * info.fps))
+    if claimed - info.packets > max(1, 0.05 * claimed):
+        return measured(TRUNCATED, f"{info.packets} of {claimed} claimed frames present")
+    if deep:
+        try:
+            decoded = _decode_all(path)
+        except av.error.FFmpegError as err:
+            return measured(CORRUPT, f"decoding failed: {err.strerror or err}")
+        if decoded < info.packets:
+            return measured(CORRUPT, f"decoded {decoded} of {info.packets} frames")
+    return measured()
+
+
+def _reusable(cached: Optional[FileProbe], path: str, deep: bool) -> bool:
+    """A cached probe stands for the file when nothing about the file changed and it went as deep as asked."""
+    if cached is None or cached.fault == MISSING or (deep and not cached.deep):
+        return False
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return False
+    return stat.st_size == cached.size and stat.st_mtime == cached.mtime
+
+
+def probe_files(paths: Iterable[str], deep: bool, workers: Optional[int] = None,
+                cache: Optional[dict[str, FileProbe]] = None) -> tuple[dict[str, FileProbe], int]:
+    """Probes of the distinct `paths`, reusing valid `cache` entries; returns (probes, number probed now)."""
+    cache = cache or {}
+    probes, todo = {}, []
+    for path in dict.fromkeys(paths):
+        if _reusable(cache.get(path), path, deep):
+            probes[path] = cache[path]
+        else:
+            todo.append(path)
+    for probe in map_in_processes(functools.partial(probe_file, deep=deep), todo, workers):
+        probes[probe.path] = probe
+    return probes, len(todo)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Verdicts and the index
+
+
+def classify(entry: ManifestEntry, probe: FileProbe, target: ScanTarget, device: str) -> ScanRecord:
+    """The record of one manifest entry: the file's own fault first, then the scan's rules."""
+    reason, detail = probe.fault, probe.detail
+    if reason is None and probe.codec not in DEVICE_CODECS[device]:
+        reason, detail = CODEC_UNSUPPORTED, f"DALI on {device} does not decode {probe.codec}"
+    elif reason is None and probe.frames < target.min_frames:
+        reason, detail = TOO_SHORT, f"{probe.frames} frames, a clip needs {target.min_frames}"
+    elif reason is None and target.num_classes is not None and entry.label >= target.num_classes:
+        reason, detail = LABEL_OUT_OF_RANGE, f"label {entry.label} not in [0, {target.num_classes})"
+    file_fields = {f.name: getattr(probe, f.name) for f in dataclasses.fields(FileProbe) if f.name != "fault"}
+    return ScanRecord(**{**file_fields, "detail": detail}, dataset=target.dataset,
+                      manifest=os.path.abspath(target.manifest), row=entry.row, label=entry.label,
+                      ok=reason is None, reason=reason)
+
+
+def _cached_probes(records: Iterable[ScanRecord]) -> dict[str, FileProbe]:
+    """The file probes behind an earlier index's records (a file's own fault is kept, rule verdicts are not)."""
+    fields = {f.name for f in dataclasses.fields(FileProbe)} - {"fault", "detail"}
+    cache = {}
+    for record in records:
+        own = record.reason if record.reason in FILE_REASONS else None
+        cache[record.path] = FileProbe(**{name: getattr(record, name) for name in fields},
+                                       fault=own, detail=record.detail if own else "")
+    return cache
+
+
+def load_index(path: str | Path) -> dict[str, ScanRecord]:
+    """Records of an index by `record_key(manifest, row)`; a damaged file raises one line naming it."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ScanIndexError(f"{path}: scan index not found") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ScanIndexError(f"{path}: damaged scan index, not JSON ({err})") from None
+    if not isinstance(data, dict) or data.get("format") != INDEX_FORMAT:
+        raise ScanIndexError(f"{path}: not a dalitrain scan index (no \"format\": \"{INDEX_FORMAT}\")")
+    if data.get("version") != INDEX_VERSION:
+        raise ScanIndexError(f"{path}: scan index version {data.get('version')!r}, expected {INDEX_VERSION}")
+    records = {}
+    for number, raw in enumerate(data.get("records", [])):
+        try:
+            record = ScanRecord(**raw)
+        except TypeError as err:
+            raise ScanIndexError(f"{path}: damaged scan index, record {number}: {err}") from None
+        records[record.key] = record
+    return records
+
+
+def write_index(path: str | Path, records: list[ScanRecord], device: str, deep: bool) -> None:
+    """Write the index atomically (temporary file + rename): a crash never leaves a half-written index."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {"format": INDEX_FORMAT, "version": INDEX_VERSION, "device": device, "deep": deep,
+            "records": [dataclasses.asdict(r) for r in records]}
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    tmp.replace(path)
+
+
+def usable_records(index: dict[str, ScanRecord], dataset: str,
+                   manifest: str | Path | None = None) -> list[ScanRecord]:
+    """The ok records of a dataset (of one of its manifests when given), by row: what a pipeline may read."""
+    wanted = os.path.abspath(manifest) if manifest is not None else None
+    chosen = [r for r in index.values() if r.ok and r.dataset == dataset and wanted in (None, r.manifest)]
+    return sorted(chosen, key=lambda r: (r.manifest, r.row))
+
+
+def summary_line(dataset: str, records: list[ScanRecord]) -> str:
+    """`name: N ok, M quarantined (reason: k, ...)`."""
+    reasons = Counter(r.reason for r in records if not r.ok)
+    line = f"{dataset}: {len(records) - sum(reasons.values())} ok, {sum(reasons.values())} quarantined"
+    if reasons:
+        line += " (" + ", ".join(f"{reason}: {n}" for reason, n in sorted(reasons.items())) + ")"
+    return line
+
+
+def scan(targets: list[ScanTarget], device: str, deep: bool, workers: Optional[int] = None,
+         previous_index: str | Path | None = None) -> tuple[list[ScanRecord], int]:
+    """Records of every entry of every target, reusing the probes of `previous_index` where the files did not
+    change; returns (records, number of files probed now)."""
+    # Every manifest is read before anything else, so that a malformed one fails fast and alone.
+    jobs = [(target, entry, os.path.abspath(target.root / entry.path))
+            for target in targets for entry in read_manifest(target.manifest)]
+    cache = _previous_probes(Path(previous_index)) if previous_index is not None else {}
+    probes, probed = probe_files([path for _, _, path in jobs], deep, workers, cache)
+    return [classify(entry, probes[path], target, device) for target, entry, path in jobs], probed
+
+
+def _previous_probes(path: Path) -> dict[str, FileProbe]:
+    """The cache held by an earlier index at `path`; a damaged one is reported and ignored (probe afresh)."""
+    if not path.exists():
+        return {}
+    try:
+        return _cached_probes(load_index(path).values())
+    except ScanIndexError as err:
+        print(f"dalitrain scan: warning: {err}; probing every file again", file=sys.stderr)
+        return {}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Command line
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("manifests", nargs="*", metavar="MANIFEST",
+                        help="manifests to scan (each one a dataset named by its path); or use --config")
+    parser.add_argument("--config", metavar="EXPERIMENT.yaml",
+                        help="scan the train and val manifests of every dataset of an experiment config")
+    parser.add_argument("--device", choices=sorted(DEVICE_CODECS),
+                        help="the device whose DALI decoder will read the videos (default: the config's "
+                             "data.device when it is cpu or gpu)")
+    parser.add_argument("--deep", action="store_true", help="decode every frame to find mid-stream corruption")
+    parser.add_argument("--out", required=True, metavar="INDEX.json", help="the index to write (and reuse)")
+    parser.add_argument("--root", metavar="DIR",
+                        help="directory relative video paths are joined to (default: the manifest's directory)")
+    parser.add_argument("--num-classes", type=int, metavar="N", help="labels must be in [0, N)")
+    parser.add_argument("--min-frames", type=int, metavar="N",
+                        help="frames a clip needs (default 1; with --config: the config's clip length)")
+    parser.add_argument("--workers", type=int, default=default_workers(), metavar="N",
+                        help="probing processes (default: the number of cores)")
+
+
+def _targets_from_config(path: str, min_frames: Optional[int]) -> tuple[list[ScanTarget], str]:
+    cfg = load_config(path)
+    data = cfg.data
+    targets = []
+    for ds in data.datasets:
+        clip = data.num_frames if ds.sampling == "uniform" else data.num_frames * data.stride
+        root = resolve_path(data.base_dir, ds.root)
+        for manifest in (ds.manifest, ds.val_manifest):
+            if manifest is not None:
+                targets.append(ScanTarget(ds.name, resolve_path(data.base_dir, manifest), root, ds.num_classes,
+                                          min_frames or clip))
+    return targets, data.device
+
+
+def _targets(args: argparse.Namespace) -> tuple[list[ScanTarget], str]:
+    """The scan targets and the device, from the command line or the config; one-line errors otherwise."""
+    if args.config:
+        if args.manifests or args.root or args.num_classes is not None:
+            raise ConfigError(f"{args.config}: give manifests (with --root/--num-classes) or --config, not both")
+        targets, config_device = _targets_from_config(args.config, args.min_frames)
+        device = args.device or (config_device if config_device in DEVICE_CODECS else None)
+        if device is None:
+            raise ConfigError(f"{args.config}: data.device is {config_device!r}: pass --device cpu or gpu")
+        return targets, device
+    if not args.manifests:
+        raise ValueError("nothing to scan: give MANIFEST arguments or --config")
+    if args.device is None:
+        raise ValueError("--device cpu|gpu is required without --config")
+    targets = [ScanTarget(m, Path(m), Path(args.root) if args.root else Path(m).parent, args.num_classes,
+                          args.min_frames or 1) for m in args.manifests]
+    return targets, args.device
+
+
+def run(args: argparse.Namespace) -> int:
+    targets, device = _targets(args)
+    out = Path(args.out)
+    records, probed = scan(targets, device, args.deep, args.workers, previous_index=out)
+    write_index(out, records, device, args.deep)
+    for dataset in dict.fromkeys(t.dataset for t in targets):
+        print(summary_line(dataset, [r for r in records if r.dataset == dataset]))
+    files = len({r.path for r in records})
+    print(f"{files} files, {probed} probed, {files - probed} from cache -> {out}")
+    return 0

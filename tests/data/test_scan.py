@@ -1,0 +1,167 @@
+import json
+import os
+from collections import Counter
+
+import pytest
+
+from dalitrain.cli import main
+from dalitrain.data.scan import ScanIndexError, load_index, record_key, usable_records
+from tests.data.faults import FaultCorpus, write_fault_corpus, write_video
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> FaultCorpus:
+    return write_fault_corpus(tmp_path_factory.mktemp("faults"))
+
+
+def scan_cli(corpus: FaultCorpus, out, *extra: str, device: str = "cpu") -> int:
+    return main(["scan", str(corpus.manifest), "--device", device, "--num-classes", str(corpus.num_classes),
+                 "--min-frames", str(corpus.min_frames), "--out", str(out), *extra])
+
+
+def reasons(index_path, corpus: FaultCorpus) -> dict:
+    """Manifest path -> reason, read back through load_index."""
+    index = load_index(index_path)
+    lines = corpus.manifest.read_text().splitlines()
+    return {line.split()[0]: index[record_key(corpus.manifest, row)].reason for row, line in enumerate(lines)}
+
+
+def test_deep_scan_classifies_every_fault(corpus, tmp_path, capsys):
+    assert scan_cli(corpus, tmp_path / "index.json", "--deep", "--workers", "2") == 0
+    assert reasons(tmp_path / "index.json", corpus) == corpus.expected
+    counts = Counter(r for r in corpus.expected.values() if r)
+    expected_summary = (f"{corpus.manifest}: 3 ok, 9 quarantined ("
+                        + ", ".join(f"{reason}: 1" for reason in sorted(counts)) + ")")
+    assert capsys.readouterr().out.splitlines()[0] == expected_summary
+
+
+def test_records_carry_metadata(corpus, tmp_path):
+    assert scan_cli(corpus, tmp_path / "index.json", "--deep", "--workers", "1") == 0
+    index = load_index(tmp_path / "index.json")
+    good = index[record_key(corpus.manifest, 0)]  # good_vp9.webm: 20 frames of 32x32 at 10 fps
+    assert (good.ok, good.codec, good.width, good.height, good.frames, good.fps) == (True, "vp9", 32, 32, 20, 10.0)
+    assert good.duration == pytest.approx(2.0) and good.deep and good.label == 0
+    assert good.path == str(corpus.manifest.parent / "good_vp9.webm")
+    assert good.size == os.path.getsize(good.path) and good.mtime == os.path.getmtime(good.path)
+    assert good.dataset == str(corpus.manifest) and good.manifest == str(corpus.manifest)
+    usable = usable_records(index, str(corpus.manifest))
+    assert [os.path.basename(r.path) for r in usable] == ["good_vp9.webm", "good_vp8.webm", "good_mjpeg.mkv"]
+
+
+def test_shallow_scan_misses_only_mid_stream_corruption(corpus, tmp_path):
+    assert scan_cli(corpus, tmp_path / "index.json") == 0
+    assert reasons(tmp_path / "index.json", corpus) == {**corpus.expected, "corrupt.webm": None}
+
+
+def test_gpu_reads_h264(corpus, tmp_path):
+    assert scan_cli(corpus, tmp_path / "index.json", "--deep", device="gpu") == 0
+    assert reasons(tmp_path / "index.json", corpus) == {**corpus.expected, "h264.mp4": None}
+
+
+def test_rescan_probes_only_changed_files(tmp_path, capsys):
+    a, b = write_video(tmp_path / "a.webm"), write_video(tmp_path / "b.webm", frames=24)
+    manifest = tmp_path / "m.txt"
+    manifest.write_text("a.webm 0\nb.webm 1\n")
+    out = tmp_path / "index.json"
+    args = ["scan", str(manifest), "--device", "cpu", "--deep", "--out", str(out), "--workers", "1"]
+    assert main(args) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"2 files, 2 probed, 0 from cache -> {out}"
+    assert main(args) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"2 files, 0 probed, 2 from cache -> {out}"
+
+    # Replace b by a video of the same size that is really different, and give it b's old mtime: the cache
+    # cannot tell, so the stale record stays (proof that the file was not read again) ...
+    stat = os.stat(b)
+    data = bytearray(write_video(tmp_path / "c.webm", frames=24, width=48).read_bytes())
+    b.write_bytes(bytes(data[:stat.st_size]) + bytes(max(0, stat.st_size - len(data))))
+    os.utime(b, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert main(args) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("2 files, 0 probed")
+    assert load_index(out)[record_key(manifest, 1)].width == 32
+    # ... and a new mtime makes the scan probe b again, and only b.
+    os.utime(b, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert main(args) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"2 files, 1 probed, 1 from cache -> {out}"
+    assert load_index(out)[record_key(manifest, 1)].width == 48
+
+
+def test_deep_scan_does_not_trust_shallow_cache(corpus, tmp_path, capsys):
+    out = tmp_path / "index.json"
+    assert scan_cli(corpus, out) == 0
+    assert scan_cli(corpus, out, "--deep") == 0
+    assert reasons(out, corpus)["corrupt.webm"] == "corrupt"
+    assert scan_cli(corpus, out) == 0  # a shallow scan keeps what the deep one found
+    assert reasons(out, corpus)["corrupt.webm"] == "corrupt"
+    # Only the missing file is looked for again: a missing file has nothing to cache.
+    assert capsys.readouterr().out.splitlines()[-1] == f"12 files, 1 probed, 11 from cache -> {out}"
+
+
+def test_malformed_manifest_is_one_line_error_and_keeps_the_index(tmp_path, capsys):
+    manifest = tmp_path / "bad.txt"
+    manifest.write_text("a.webm 0\nb.webm zero\n")
+    out = tmp_path / "index.json"
+    out.write_text("previous index\n")
+    assert main(["scan", str(manifest), "--device", "cpu", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"dalitrain scan: error: {manifest}:2: label 'zero' is not an integer\n"
+    assert out.read_text() == "previous index\n"
+
+
+def test_missing_device_and_arguments_are_one_line_errors(tmp_path, capsys):
+    assert main(["scan", "m.txt", "--out", str(tmp_path / "i.json")]) == 2
+    assert capsys.readouterr().err == "dalitrain scan: error: --device cpu|gpu is required without --config\n"
+    assert main(["scan", "--device", "cpu", "--out", str(tmp_path / "i.json")]) == 2
+    assert "nothing to scan" in capsys.readouterr().err
+
+
+def test_damaged_index(tmp_path, capsys):
+    bad = tmp_path / "index.json"
+    bad.write_text('{"format": "dalitrain-scan-index", "version": 1, "records": [{"path": "x"}]}')
+    with pytest.raises(ScanIndexError, match=f"^{bad}: damaged scan index, record 0: .*missing"):
+        load_index(bad)
+    bad.write_text("{not json")
+    with pytest.raises(ScanIndexError, match=f"^{bad}: damaged scan index, not JSON"):
+        load_index(bad)
+    with pytest.raises(ScanIndexError, match="scan index not found"):
+        load_index(tmp_path / "none.json")
+    # A scan over a damaged index warns in one line, probes afresh and replaces it.
+    write_video(tmp_path / "a.webm")
+    (tmp_path / "m.txt").write_text("a.webm 0\n")
+    assert main(["scan", str(tmp_path / "m.txt"), "--device", "cpu", "--out", str(bad)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"dalitrain scan: warning: {bad}: damaged scan index")
+    assert len(captured.err.splitlines()) == 1
+    assert json.loads(bad.read_text())["records"][0]["ok"] is True
+
+
+def test_config_gives_datasets_roots_and_clip_lengths(tmp_path, capsys):
+    # Two datasets share one folder of videos: 8 and 20 frames. Clip sampling needs num_frames * stride = 12
+    # frames, uniform sampling num_frames = 4; labels must be below each dataset's class count.
+    videos = tmp_path / "corpus" / "videos"
+    videos.mkdir(parents=True)
+    write_video(videos / "short.webm", frames=8)
+    write_video(videos / "long.webm", frames=20)
+    (tmp_path / "corpus" / "train.txt").write_text("short.webm 0\nlong.webm 2\n")
+    (tmp_path / "corpus" / "val.txt").write_text("long.webm 1\n")
+    config = tmp_path / "exp.yaml"
+    config.write_text(f"""
+data:
+  base_dir: {tmp_path / "corpus"}
+  num_frames: 4
+  stride: 3
+  device: cpu
+  datasets:
+    - {{name: clips, manifest: train.txt, val_manifest: val.txt, root: videos, num_classes: 2, sampling: clip}}
+    - {{name: uniform, manifest: train.txt, root: videos, num_classes: 3, sampling: uniform}}
+""")
+    out = tmp_path / "index.json"
+    assert main(["scan", "--config", str(config), "--out", str(out)]) == 0
+    assert capsys.readouterr().out.splitlines()[:2] == [
+        "clips: 1 ok, 2 quarantined (label_out_of_range: 1, too_short: 1)",
+        "uniform: 2 ok, 0 quarantined",
+    ]
+    index = load_index(out)
+    assert [r.row for r in usable_records(index, "clips", tmp_path / "corpus" / "val.txt")] == [0]
+    assert [r.row for r in usable_records(index, "uniform")] == [0, 1]
+    assert main(["scan", "--config", str(config), str(config), "--out", str(out)]) == 2
+    assert "not both" in capsys.readouterr().err
