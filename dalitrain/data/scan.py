@@ -177,8 +177,8 @@ def probe_file(path: str, deep: bool) -> FileProbe:
         return fault(EMPTY, "0 bytes")
     try:
         info = probe_video(path, count_packets=True)
-    except OSError as err:  # before FFmpegError: av's PermissionError is both
-        return fault(UNREADABLE, str(err))
+    except OSError as err:  # before FFmpegError: av's PermissionError, IsADirectoryError, ... are both
+        return fault(UNREADABLE, err.strerror or str(err))
     except av.error.FFmpegError as err:
         cut = isinstance(err, EOFError) or _looks_like_container(path)
         return fault(TRUNCATED if cut else NOT_VIDEO, err.strerror or str(err))
@@ -279,14 +279,20 @@ def load_index(path: str | Path) -> dict[str, ScanRecord]:
 
 
 def write_index(path: str | Path, records: list[ScanRecord], device: str, deep: bool) -> None:
-    """Write the index atomically (temporary file + rename): a crash never leaves a half-written index."""
+    """Write the index atomically (temporary file + rename): a crash never leaves a half-written index.
+    One record per line, so that grep and diff work on it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = {"format": INDEX_FORMAT, "version": INDEX_VERSION, "device": device, "deep": deep,
-            "records": [dataclasses.asdict(r) for r in records]}
+    header = json.dumps({"format": INDEX_FORMAT, "version": INDEX_VERSION, "device": device, "deep": deep})
+    body = ",\n".join(json.dumps(dataclasses.asdict(r)) for r in records)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    tmp.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(f'{header[:-1]}, "records": [\n{body}\n]}}\n')
+        tmp.replace(path)
+    except OSError as err:
+        if tmp.exists():
+            tmp.unlink()
+        raise ScanIndexError(f"{path}: cannot write the scan index ({err.strerror or err})") from None
 
 
 def usable_records(index: dict[str, ScanRecord], dataset: str,

@@ -92,6 +92,7 @@ def write_fault_corpus(directory: str | Path) -> FaultCorpus:
     write_video(d / "good_vp8.webm", "libvpx")
     write_video(d / "good_mjpeg.mkv", "mjpeg")
     (d / "empty.webm").write_bytes(b"")
+    (d / "folder.webm").mkdir(exist_ok=True)  # a manifest line that names a directory
     (d / "text.webm").write_text("this is a text file, not a video\n" * 20)
     write_audio_only(d / "audio_only.webm")
     truncate(write_video(d / "truncated.webm"))
@@ -106,6 +107,7 @@ def write_fault_corpus(directory: str | Path) -> FaultCorpus:
         ("good_mjpeg.mkv", NUM_CLASSES - 1, None),
         ("missing.webm", 0, "missing"),
         ("empty.webm", 0, "empty"),
+        ("folder.webm", 0, "unreadable"),
         ("text.webm", 0, "not_video"),
         ("audio_only.webm", 0, "no_video_stream"),
         ("truncated.webm", 0, "truncated"),

@@ -30,7 +30,7 @@ def test_deep_scan_classifies_every_fault(corpus, tmp_path, capsys):
     assert scan_cli(corpus, tmp_path / "index.json", "--deep", "--workers", "2") == 0
     assert reasons(tmp_path / "index.json", corpus) == corpus.expected
     counts = Counter(r for r in corpus.expected.values() if r)
-    expected_summary = (f"{corpus.manifest}: 3 ok, 9 quarantined ("
+    expected_summary = (f"{corpus.manifest}: 3 ok, 10 quarantined ("
                         + ", ".join(f"{reason}: 1" for reason in sorted(counts)) + ")")
     assert capsys.readouterr().out.splitlines()[0] == expected_summary
 
@@ -93,7 +93,7 @@ def test_deep_scan_does_not_trust_shallow_cache(corpus, tmp_path, capsys):
     assert scan_cli(corpus, out) == 0  # a shallow scan keeps what the deep one found
     assert reasons(out, corpus)["corrupt.webm"] == "corrupt"
     # Only the missing file is looked for again: a missing file has nothing to cache.
-    assert capsys.readouterr().out.splitlines()[-1] == f"12 files, 1 probed, 11 from cache -> {out}"
+    assert capsys.readouterr().out.splitlines()[-1] == f"13 files, 1 probed, 12 from cache -> {out}"
 
 
 def test_malformed_manifest_is_one_line_error_and_keeps_the_index(tmp_path, capsys):
@@ -112,6 +112,12 @@ def test_missing_device_and_arguments_are_one_line_errors(tmp_path, capsys):
     assert capsys.readouterr().err == "dalitrain scan: error: --device cpu|gpu is required without --config\n"
     assert main(["scan", "--device", "cpu", "--out", str(tmp_path / "i.json")]) == 2
     assert "nothing to scan" in capsys.readouterr().err
+    (tmp_path / "m.txt").write_text("a.webm 0\n")
+    (tmp_path / "taken").write_text("a file where the index's folder should be\n")
+    out = tmp_path / "taken" / "index.json"
+    assert main(["scan", str(tmp_path / "m.txt"), "--device", "cpu", "--out", str(out)]) == 2
+    assert capsys.readouterr().err.splitlines() == [f"dalitrain scan: error: {out}: cannot write the scan index "
+                                                    "(File exists)"]
 
 
 def test_damaged_index(tmp_path, capsys):
