@@ -22,6 +22,7 @@ class VideoInfo:
     fps: float
     duration: float  # seconds
     packets: Optional[int] = None  # non-empty video packets demuxed; None when the file was not read through
+    end_time: Optional[float] = None  # seconds from the stream's start to the end of its last packet (ditto)
 
 
 _MATROSKA_DURATION = re.compile(r"^(\d+):(\d+):(\d+(?:\.\d*)?)$")
@@ -42,21 +43,36 @@ def _duration(container, stream, frames: int, fps: float) -> float:
     return frames / fps if fps else 0.0
 
 
+def _read_packets(container, stream) -> tuple[int, float]:
+    """Non-empty packets of `stream`, and the time in seconds from its start to the end of the last of them."""
+    count, end = 0, 0.0
+    for packet in container.demux(stream):
+        if not packet.size:
+            continue
+        count += 1
+        start = packet.pts if packet.pts is not None else packet.dts
+        if start is not None:
+            end = max(end, float((start + (packet.duration or 0)) * packet.time_base))
+    offset = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+    return count, end - offset
+
+
 def probe_video(path: str | Path, count_packets: bool = False) -> VideoInfo:
     """Metadata of the first video stream. Raises av.error.FFmpegError (or ValueError without a video stream).
 
     The frame count comes from the container when it records one and otherwise from counting packets (WebM
-    does not store it), which reads the file but decodes nothing. `count_packets` always counts them, so that
-    the caller can compare what the container claims with what the file holds.
+    does not store it), which reads the file but decodes nothing. `count_packets` always reads them, so that
+    the caller can compare what the container claims (frames, duration) with what the file holds (packets,
+    end_time).
     """
     with av.open(str(path)) as container:
         if not container.streams.video:
             raise ValueError(f"{path}: no video stream")
         stream = container.streams.video[0]
         fps = float(stream.average_rate or stream.guessed_rate or 0)
-        packets = None
+        packets = end_time = None
         if count_packets or not stream.frames:
-            packets = sum(1 for packet in container.demux(stream) if packet.size)
+            packets, end_time = _read_packets(container, stream)
         frames = stream.frames or packets
         return VideoInfo(stream.codec_context.name, stream.codec_context.width, stream.codec_context.height,
-                         frames, fps, _duration(container, stream, frames, fps), packets)
+                         frames, fps, _duration(container, stream, frames, fps), packets, end_time)

@@ -11,11 +11,14 @@ Reasons (stable strings; a record carries the first one that applies, in this or
   unreadable          the file exists but cannot be read (permissions, I/O error)
   not_video           FFmpeg recognises no container in it (e.g. a text file named .webm)
   no_video_stream     a container without a video stream (e.g. audio only)
-  truncated           the container ends early: it starts like a video container but does not open or demux to
-                      the end, or it holds fewer video packets than its frame count or duration claims (short by
+  truncated           the video ends early: the file starts like a video container but does not open or demux,
+                      or its packets stop before the frame count or duration the container claims (short by
                       more than 5% and at least 2 frames; the tolerance absorbs rounded durations)
-  corrupt             (--deep only) decoding fails part-way, or yields fewer frames than the container claims.
-                      Only a full decode finds this: the packets are all there, their contents are broken
+  corrupt             damage inside the stream: packets missing mid-stream while the stream still reaches its
+                      end (the demuxer skipped damaged data), or, with --deep, decoding fails part-way or yields
+                      fewer frames than there are packets. Most corruption needs --deep: every packet is there,
+                      their contents are broken. A decoding error is what stops a DALI reader for good, while
+                      damage FFmpeg conceals (also in DALI, which decodes with the same libavcodec) passes
   codec_unsupported   DALI's decoder on the chosen device does not read the codec (see DEVICE_CODECS)
   too_short           fewer frames than a clip needs: --min-frames, or with --config num_frames * stride for
                       `clip` / `segment` sampling and num_frames for `uniform`
@@ -186,9 +189,13 @@ def probe_file(path: str, deep: bool) -> FileProbe:
         return fault(NO_VIDEO_STREAM, str(err))
     measured = functools.partial(fault, codec=info.codec, width=info.width, height=info.height,
                                  frames=info.packets, fps=info.fps, duration=info.duration)
-    claimed = max(info.frames, round(info.duration * info.fps))
-    if claimed - info.packets > max(1, 0.05 * claimed):
-        return measured(TRUNCATED, f"{info.packets} of {claimed} claimed frames present")
+    claimed = max(info.frames, round(info.duration * info.fps))  # the frames the container promises
+    tolerance = max(1, 0.05 * claimed)
+    if claimed - info.packets > tolerance:
+        if claimed - info.end_time * info.fps > tolerance:
+            seconds = f"at {info.end_time:.2f} s of {claimed / info.fps:.2f} s, " if info.fps else ""
+            return measured(TRUNCATED, f"video ends early ({seconds}{info.packets} of {claimed} frames)")
+        return measured(CORRUPT, f"{claimed - info.packets} of {claimed} frames missing mid-stream")
     if deep:
         try:
             decoded = _decode_all(path)

@@ -25,19 +25,22 @@ _PIX_FMT = {"mjpeg": "yuvj420p"}  # FFmpeg's MJPEG encoder wants full-range YUV
 
 
 def write_video(path: str | Path, encoder: str = "libvpx-vp9", frames: int = FRAMES, width: int = 32,
-                height: int = 32, fps: int = 10) -> Path:
-    """A small video of a bright bar moving down over noise, so that every frame differs (no skipped frames)."""
+                height: int = 32, fps: int = 10, drop_packets: range = range(0)) -> Path:
+    """A small video of a bright bar moving down over noise, so that every frame differs (no skipped frames).
+    `drop_packets` leaves those encoded packets out: a stream with a gap that still reaches its end."""
     path = Path(path)
     rng = np.random.default_rng(len(path.name))
     with av.open(str(path), "w") as container:
         stream = container.add_stream(encoder, rate=fps)
         stream.width, stream.height = width, height
         stream.pix_fmt = _PIX_FMT.get(encoder, "yuv420p")
+        packets = []
         for i in range(frames):
             image = rng.integers(0, 60, (height, width, 3), dtype=np.uint8)
             image[(2 * i) % height] = 255
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
-        container.mux(stream.encode())
+            packets += stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24"))
+        packets += stream.encode()
+        container.mux([packet for i, packet in enumerate(packets) if i not in drop_packets])
     return path
 
 
@@ -97,6 +100,7 @@ def write_fault_corpus(directory: str | Path) -> FaultCorpus:
     write_audio_only(d / "audio_only.webm")
     truncate(write_video(d / "truncated.webm"))
     corrupt_mid_stream(write_video(d / "corrupt.webm"))
+    write_video(d / "gap.webm", drop_packets=range(FRAMES // 2, FRAMES // 2 + 3))
     write_video(d / "h264.mp4", "libx264")
     write_video(d / "short.webm", frames=MIN_FRAMES // 2)
     write_video(d / "label.webm")
@@ -111,7 +115,8 @@ def write_fault_corpus(directory: str | Path) -> FaultCorpus:
         ("text.webm", 0, "not_video"),
         ("audio_only.webm", 0, "no_video_stream"),
         ("truncated.webm", 0, "truncated"),
-        ("corrupt.webm", 0, "corrupt"),
+        ("corrupt.webm", 0, "corrupt"),  # the only fault a shallow scan cannot see
+        ("gap.webm", 0, "corrupt"),
         ("h264.mp4", 0, "codec_unsupported"),
         ("short.webm", 0, "too_short"),
         ("label.webm", NUM_CLASSES, "label_out_of_range"),
