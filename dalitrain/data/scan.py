@@ -9,7 +9,7 @@ Reasons (stable strings; a record carries the first one that applies, in this or
   missing             the file does not exist
   empty               the file has zero bytes
   unreadable          the file exists but cannot be read (permissions, I/O error)
-  not_video           FFmpeg recognises no container in it (e.g. a text file named .webm)
+  not_video           FFmpeg recognises no video container in it (e.g. a text file or a JPEG named .webm)
   no_video_stream     a container without a video stream (e.g. audio only)
   truncated           the video ends early: the file starts like a video container but does not open or demux,
                       or its packets stop before the frame count or duration the container claims (short by
@@ -103,9 +103,9 @@ class FileProbe:
     codec: str = ""
     width: int = 0
     height: int = 0
-    frames: int = 0
+    frames: int = 0  # frames present (packets demuxed), which may be fewer than the container claims
     fps: float = 0.0
-    duration: float = 0.0
+    duration: float = 0.0  # seconds, as the container claims
 
 
 @dataclass(frozen=True)
@@ -187,6 +187,9 @@ def probe_file(path: str, deep: bool) -> FileProbe:
         return fault(TRUNCATED if cut else NOT_VIDEO, err.strerror or str(err))
     except ValueError as err:  # probe_video's "no video stream"
         return fault(NO_VIDEO_STREAM, str(err))
+    still = info.container == "image2" or info.container.endswith("_pipe")  # FFmpeg's image demuxers
+    if still and info.packets <= 1:
+        return fault(NOT_VIDEO, f"a still image ({info.container})")
     measured = functools.partial(fault, codec=info.codec, width=info.width, height=info.height,
                                  frames=info.packets, fps=info.fps, duration=info.duration)
     claimed = max(info.frames, round(info.duration * info.fps))  # the frames the container promises
@@ -236,15 +239,22 @@ def probe_files(paths: Iterable[str], deep: bool, workers: Optional[int] = None,
 # Verdicts and the index
 
 
+def _broken_rule(entry: ManifestEntry, probe: FileProbe, target: ScanTarget, device: str) -> tuple[Optional[str], str]:
+    """The first rule of this scan that a readable file breaks, as (reason, detail); (None, "") if none."""
+    if probe.codec not in DEVICE_CODECS[device]:
+        return CODEC_UNSUPPORTED, f"DALI on {device} does not decode {probe.codec}"
+    if probe.frames < target.min_frames:
+        return TOO_SHORT, f"{probe.frames} frames, a clip needs {target.min_frames}"
+    if target.num_classes is not None and entry.label >= target.num_classes:
+        return LABEL_OUT_OF_RANGE, f"label {entry.label} not in [0, {target.num_classes})"
+    return None, ""
+
+
 def classify(entry: ManifestEntry, probe: FileProbe, target: ScanTarget, device: str) -> ScanRecord:
     """The record of one manifest entry: the file's own fault first, then the scan's rules."""
     reason, detail = probe.fault, probe.detail
-    if reason is None and probe.codec not in DEVICE_CODECS[device]:
-        reason, detail = CODEC_UNSUPPORTED, f"DALI on {device} does not decode {probe.codec}"
-    elif reason is None and probe.frames < target.min_frames:
-        reason, detail = TOO_SHORT, f"{probe.frames} frames, a clip needs {target.min_frames}"
-    elif reason is None and target.num_classes is not None and entry.label >= target.num_classes:
-        reason, detail = LABEL_OUT_OF_RANGE, f"label {entry.label} not in [0, {target.num_classes})"
+    if reason is None:
+        reason, detail = _broken_rule(entry, probe, target, device)
     file_fields = {f.name: getattr(probe, f.name) for f in dataclasses.fields(FileProbe) if f.name != "fault"}
     return ScanRecord(**{**file_fields, "detail": detail}, dataset=target.dataset,
                       manifest=os.path.abspath(target.manifest), row=entry.row, label=entry.label,

@@ -56,6 +56,17 @@ def write_audio_only(path: str | Path) -> Path:
     return path
 
 
+def write_still_image(path: str | Path) -> Path:
+    """A JPEG picture (under whatever name `path` has): FFmpeg opens it as a one-frame MJPEG stream."""
+    path = Path(path)
+    with av.open(str(path), "w", format="image2pipe") as container:
+        stream = container.add_stream("mjpeg", rate=1)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuvj420p"
+        container.mux(stream.encode(av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
 def truncate(path: str | Path, keep: float = 0.6) -> Path:
     """Cut the end off a file, as an interrupted download or copy does."""
     path = Path(path)
@@ -97,6 +108,7 @@ def write_fault_corpus(directory: str | Path) -> FaultCorpus:
     (d / "empty.webm").write_bytes(b"")
     (d / "folder.webm").mkdir(exist_ok=True)  # a manifest line that names a directory
     (d / "text.webm").write_text("this is a text file, not a video\n" * 20)
+    write_still_image(d / "picture.webm")
     write_audio_only(d / "audio_only.webm")
     truncate(write_video(d / "truncated.webm"))
     corrupt_mid_stream(write_video(d / "corrupt.webm"))
@@ -113,6 +125,7 @@ def write_fault_corpus(directory: str | Path) -> FaultCorpus:
         ("empty.webm", 0, "empty"),
         ("folder.webm", 0, "unreadable"),
         ("text.webm", 0, "not_video"),
+        ("picture.webm", 0, "not_video"),
         ("audio_only.webm", 0, "no_video_stream"),
         ("truncated.webm", 0, "truncated"),
         ("corrupt.webm", 0, "corrupt"),  # the only fault a shallow scan cannot see

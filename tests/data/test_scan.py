@@ -29,8 +29,8 @@ def test_deep_scan_classifies_every_fault(corpus, tmp_path, capsys):
     assert scan_cli(corpus, tmp_path / "index.json", "--deep", "--workers", "2") == 0
     assert reasons(tmp_path / "index.json", corpus) == corpus.expected
     assert capsys.readouterr().out.splitlines()[0] == (
-        f"{corpus.manifest}: 3 ok, 11 quarantined (codec_unsupported: 1, corrupt: 2, empty: 1, "
-        "label_out_of_range: 1, missing: 1, no_video_stream: 1, not_video: 1, too_short: 1, truncated: 1, "
+        f"{corpus.manifest}: 3 ok, 12 quarantined (codec_unsupported: 1, corrupt: 2, empty: 1, "
+        "label_out_of_range: 1, missing: 1, no_video_stream: 1, not_video: 2, too_short: 1, truncated: 1, "
         "unreadable: 1)")
 
 
@@ -101,7 +101,7 @@ def test_deep_scan_does_not_trust_shallow_cache(corpus, tmp_path, capsys):
     assert scan_cli(corpus, out) == 0  # a shallow scan keeps what the deep one found
     assert reasons(out, corpus)["corrupt.webm"] == "corrupt"
     # Only the missing file is looked for again: a missing file has nothing to cache.
-    assert capsys.readouterr().out.splitlines()[-1] == f"14 files, 1 probed, 13 from cache -> {out}"
+    assert capsys.readouterr().out.splitlines()[-1] == f"15 files, 1 probed, 14 from cache -> {out}"
 
 
 def test_malformed_manifest_is_one_line_error_and_keeps_the_index(tmp_path, capsys):
