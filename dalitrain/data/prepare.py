@@ -31,6 +31,7 @@ import av
 
 from dalitrain.data.manifest import read_manifest, write_manifest
 from dalitrain.data.parallel import default_workers, map_in_processes
+from dalitrain.data.scan import positive_int
 
 
 @dataclass(frozen=True)
@@ -163,11 +164,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="where the videos and the new manifest go")
     parser.add_argument("--codec", required=True, choices=sorted(OUTPUT_CODECS),
                         help="vp9 or mjpeg for DALI on the CPU; any of them for NVDEC")
-    parser.add_argument("--short-side", type=int, metavar="N", help="scale the shorter side to N (default: keep)")
-    parser.add_argument("--gop", type=int, default=8, metavar="N", help="a key frame every N frames (default 8)")
+    parser.add_argument("--short-side", type=positive_int, metavar="N",
+                        help="scale the shorter side to N (default: keep)")
+    parser.add_argument("--gop", type=positive_int, default=8, metavar="N",
+                        help="a key frame every N frames (default 8)")
     parser.add_argument("--root", metavar="DIR",
                         help="directory relative video paths are joined to (default: the manifest's directory)")
-    parser.add_argument("--workers", type=int, default=default_workers(), metavar="N",
+    parser.add_argument("--workers", type=positive_int, default=default_workers(), metavar="N",
                         help="transcoding processes (default: the number of cores)")
 
 

@@ -356,6 +356,17 @@ def _previous_probes(path: Path) -> dict[str, FileProbe]:
 # Command line
 
 
+def positive_int(text: str) -> int:
+    """argparse type for counts and sizes (frames, classes, workers, GOP, short side)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("manifests", nargs="*", metavar="MANIFEST",
                         help="manifests to scan (each one a dataset named by its path); or use --config")
@@ -368,10 +379,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="INDEX.json", help="the index to write (and reuse)")
     parser.add_argument("--root", metavar="DIR",
                         help="directory relative video paths are joined to (default: the manifest's directory)")
-    parser.add_argument("--num-classes", type=int, metavar="N", help="labels must be in [0, N)")
-    parser.add_argument("--min-frames", type=int, metavar="N",
+    parser.add_argument("--num-classes", type=positive_int, metavar="N", help="labels must be in [0, N)")
+    parser.add_argument("--min-frames", type=positive_int, metavar="N",
                         help="frames a clip needs (default 1; with --config: the config's clip length)")
-    parser.add_argument("--workers", type=int, default=default_workers(), metavar="N",
+    parser.add_argument("--workers", type=positive_int, default=default_workers(), metavar="N",
                         help="probing processes (default: the number of cores)")
 
 
