@@ -199,9 +199,8 @@ class _CentredGram(torch.autograd.Function):
             mean, var = _column_stats_triton(z)
             gram = _centred_gram_triton(z, mean, gram_on_rows)
         else:
-            mean = z.float().mean(0)
+            var, mean = torch.var_mean(z.float(), dim=0)  # unbiased
             zc = z.float() - mean
-            var = zc.square().sum(0) / (B - 1)
             gram = zc @ zc.T if gram_on_rows else zc.T @ zc
         ctx.save_for_backward(z, mean)
         ctx.use_triton, ctx.gram_on_rows = use_triton, gram_on_rows
