@@ -1,0 +1,165 @@
+"""`dalitrain bench model [--quick] [--json FILE]`: MViTv2 training-step throughput and peak memory.
+
+For each model (mvitv2_s_16x4 at a CPU-sized 8x112x112, batch 2; mvitv2_tiny at 8x64x64, batch 4; on CUDA the
+S model runs at its 16x224x224) it compares, in one run:
+  attention  "explicit" (softmax(q k^T) v materialised, as PySlowFast) vs "fused" (dalitrain.kernels)
+  blocks     plain vs activation checkpointing
+Each configuration trains in its own child process (forward + backward + AdamW step on a linear classifier), so
+that peak memory is honest: the child's peak RSS on the CPU (`ru_maxrss`, which includes the ~0.3 GB of the
+imported libraries; `peak_rss_step_mb` subtracts the RSS before the first step), `torch.cuda.max_memory_allocated`
+on CUDA, where the step runs under bf16 autocast and TFLOP/s are derived from the GMACs of `dalitrain info`
+(a training step ~ 3x the forward's multiply-adds). Ratios are against the PySlowFast-like baseline (explicit,
+plain) of the same model measured in the same run; absolute numbers on a shared machine are noisy.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from dalitrain.models.info import describe_model
+from dalitrain.models.registry import create_backbone
+
+BASELINE = ("explicit", False)
+VARIANTS = [("explicit", False), ("fused", False), ("explicit", True), ("fused", True)]
+
+
+def workloads(device: str) -> list[dict]:
+    s_frames, s_size = (16, 224) if device == "cuda" else (8, 112)
+    return [{"model": "mvitv2_s_16x4", "frames": s_frames, "size": s_size, "batch": 2},
+            {"model": "mvitv2_tiny", "frames": 8, "size": 64, "batch": 4}]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dalitrain bench model", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="mvitv2_tiny only (unless --models), 1 warm-up and 2 timed steps per configuration")
+    parser.add_argument("--models", nargs="+", default=None, help="only these models (default: all)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)  # one configuration, in a subprocess
+    args = parser.parse_args(argv)
+    if args.child is not None:
+        print(json.dumps(train_steps(json.loads(args.child))))
+        return 0
+
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    warmup, steps = (1, 2) if args.quick else (1, 4)
+    models = args.models or (["mvitv2_tiny"] if args.quick else [w["model"] for w in workloads(device)])
+    rows = []
+    for workload in workloads(device):
+        if workload["model"] not in models:
+            continue
+        gmacs = describe_model(workload["model"], num_frames=workload["frames"], crop_size=workload["size"])["gmacs"]
+        for attention, checkpointing in VARIANTS:
+            spec = dict(workload, attention=attention, checkpointing=checkpointing, device=device,
+                        warmup=warmup, steps=steps)
+            result = run_child(spec)
+            result["gmacs_per_clip"] = gmacs
+            if device == "cuda":  # forward + backward ~ 3x the forward's multiply-adds, 2 FLOPs each
+                result["tflops"] = 3 * 2 * gmacs * 1e9 * result["clips_per_s"] / 1e12
+            rows.append(dict(spec, **result))
+    add_ratios(rows)
+    print_table(rows, device)
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"benchmark": "model", "device": device, "results": rows,
+                                         "note": "ratios vs explicit attention without checkpointing, same run"},
+                                        indent=2) + "\n")
+    return 0
+
+
+def run_child(spec: dict) -> dict:
+    command = [sys.executable, "-m", "dalitrain.benchmarks.bench_model", "--child", json.dumps(spec)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"bench model: {spec['model']} {spec['attention']} checkpointing="
+                           f"{spec['checkpointing']} failed: {last}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def train_steps(spec: dict) -> dict:
+    """Runs in the child: build, warm up, time `steps` training steps; report clips/s (from the median step)
+    and peak memory."""
+    torch.manual_seed(0)
+    device = torch.device(spec["device"])
+    backbone = create_backbone(spec["model"], num_frames=spec["frames"], crop_size=spec["size"],
+                               attention_impl=spec["attention"], activation_checkpointing=spec["checkpointing"])
+    model = torch.nn.Sequential(backbone, torch.nn.Linear(backbone.embed_dim, 400)).to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    video = torch.randn(spec["batch"], 3, spec["frames"], spec["size"], spec["size"], device=device)
+    labels = torch.randint(0, 400, (spec["batch"],), device=device)
+
+    def step() -> None:
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            loss = torch.nn.functional.cross_entropy(model(video), labels)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    rss_before_mb = current_rss_mb()
+    for _ in range(spec["warmup"]):
+        step()
+    synchronize(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    step_seconds = []
+    for _ in range(spec["steps"]):
+        start = time.perf_counter()
+        step()
+        synchronize(device)
+        step_seconds.append(time.perf_counter() - start)
+    median = statistics.median(step_seconds)  # robust to a neighbour's burst on a shared machine
+    result = {"clips_per_s": spec["batch"] / median, "step_s": median}
+    if device.type == "cuda":
+        result["peak_mem_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+        result.update(peak_mem_mb=peak, peak_rss_step_mb=peak - rss_before_mb)
+    return result
+
+
+def current_rss_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":  # GPU-only: kernels run asynchronously
+        torch.cuda.synchronize()
+
+
+def add_ratios(rows: list[dict]) -> None:
+    for row in rows:
+        base = next(r for r in rows if r["model"] == row["model"]
+                    and (r["attention"], r["checkpointing"]) == BASELINE)
+        # On the CPU the step's own growth of RSS: the imported libraries and the weights are the same for all.
+        memory = "peak_rss_step_mb" if "peak_rss_step_mb" in row else "peak_mem_mb"
+        row["speed_ratio"] = row["clips_per_s"] / base["clips_per_s"]
+        row["memory_ratio"] = row[memory] / base[memory]
+
+
+def print_table(rows: list[dict], device: str) -> None:
+    memory = "peak MB (step MB)" if device == "cpu" else "peak MB"
+    print(f"{'model':15} {'input':>12} {'attention':>9} {'ckpt':>5} {'clips/s':>8} {'x speed':>8} "
+          f"{memory:>18} {'x mem':>6}" + (f" {'TFLOP/s':>8}" if device == "cuda" else ""))
+    for r in rows:
+        size = f"{r['batch']}x{r['frames']}x{r['size']}"
+        mem = f"{r['peak_mem_mb']:.0f}" + (f" ({r['peak_rss_step_mb']:.0f})" if "peak_rss_step_mb" in r else "")
+        print(f"{r['model']:15} {size:>12} {r['attention']:>9} {'yes' if r['checkpointing'] else 'no':>5} "
+              f"{r['clips_per_s']:8.2f} {r['speed_ratio']:8.2f} {mem:>18} {r['memory_ratio']:6.2f}"
+              + (f" {r['tflops']:8.1f}" if "tflops" in r else ""))
+    print(f"device: {device}; ratios vs explicit attention without checkpointing, measured in this run "
+          f"({'x mem compares step MB; ' if device == 'cpu' else ''}shared machines make absolute numbers noisy)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

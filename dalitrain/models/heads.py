@@ -1,0 +1,66 @@
+"""Heads on the pooled embedding: one classifier per dataset, the expander of the informative loss, and the
+directed cross-dataset projections of MultiTrain's projection loss."""
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+
+def classifier_head(embed_dim: int, num_classes: int, kind: Literal["linear", "mlp"], hidden_dim: int) -> nn.Module:
+    """One dataset's head: a linear layer, or MultiTrain's 2-layer MLP (hidden 2048, GELU)."""
+    if kind == "linear":
+        return nn.Linear(embed_dim, num_classes)
+    if kind == "mlp":
+        return nn.Sequential(nn.Linear(embed_dim, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, num_classes))
+    raise ValueError(f"unknown head {kind!r} (linear or mlp)")
+
+
+class Expander(nn.Module):
+    """embed -> hidden -> embed, VICReg-style (Linear, BatchNorm, GELU, Linear); the informative loss's input."""
+
+    def __init__(self, embed_dim: int, hidden_dim: int):
+        super().__init__()
+        self.fc1 = nn.Linear(embed_dim, hidden_dim)
+        self.norm = nn.BatchNorm1d(hidden_dim)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden_dim, embed_dim)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.norm(self.fc1(z))))
+
+
+class CrossDatasetProjection(nn.Module):
+    """For every ordered pair (i -> k), i != k, a bias-free Linear(C_i -> C_k) fed with dataset i's logits.
+
+    forward(logits)[k] = sum_{i != k} W_ik logits_i  [B, C_k]; the loss decides whether to add it to logits_k.
+    Used in training only: an inference export drops these weights (MultiDatasetModel.inference_state_dict).
+    """
+
+    def __init__(self, num_classes: list[int]):
+        super().__init__()
+        self.num_classes = list(num_classes)
+        self.maps = nn.ModuleDict({
+            self._key(i, k): nn.Linear(c_i, c_k, bias=False)
+            for i, c_i in enumerate(self.num_classes) for k, c_k in enumerate(self.num_classes) if i != k})
+
+    @staticmethod
+    def _key(src: int, dst: int) -> str:
+        return f"{src}_to_{dst}"
+
+    def weight(self, src: int, dst: int) -> torch.Tensor:
+        """[C_dst, C_src]: how each class of dataset `src` votes for each class of dataset `dst`."""
+        if src == dst:
+            raise ValueError(f"no projection from dataset {src} to itself")
+        return self.maps[self._key(src, dst)].weight
+
+    def forward(self, logits: list[torch.Tensor]) -> list[torch.Tensor]:
+        if len(logits) != len(self.num_classes):
+            raise ValueError(f"CrossDatasetProjection: {len(logits)} logits tensors for {len(self.num_classes)} "
+                             "datasets")
+        projected = []
+        for k in range(len(logits)):
+            terms = [self.maps[self._key(i, k)](y) for i, y in enumerate(logits) if i != k]
+            projected.append(torch.stack(terms).sum(0) if terms else torch.zeros_like(logits[k]))
+        return projected

@@ -1,0 +1,62 @@
+"""`dalitrain info model NAME [--frames T --size S] [--json FILE]`: parameters, GMACs per clip, stage shapes.
+
+Counted on the `meta` device (no memory, no compute: B 32x224x224 takes seconds) with PyTorch's own
+`FlopCounterMode`; multiply-adds = FLOPs / 2, the unit the MViT papers and PySlowFast call "GFLOPs". The model is
+built with the explicit attention (q k^T and attn v as two matmuls) because the counter does not count the CPU
+kernel of scaled_dot_product_attention (`_scaled_dot_product_flash_attention_for_cpu`); the explicit form does
+exactly the same multiply-adds. Softmax, norms and GELU are not counted (as in the published numbers' fvcore
+counts, they are < 1%). Parameters are the backbone's (no classifier).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from dalitrain.models.registry import create_backbone, list_models
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("what", choices=["model"], help="what to describe")
+    parser.add_argument("name", help=f"a registered model: {', '.join(list_models())}")
+    parser.add_argument("--frames", type=int, default=None, help="clip length T (default: the model's)")
+    parser.add_argument("--size", type=int, default=None, help="crop size S of a TxSxS clip (default: the model's)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the numbers to this JSON file")
+
+
+def run(args: argparse.Namespace) -> int:
+    info = describe_model(args.name, num_frames=args.frames, crop_size=args.size)
+    print(f"{info['model']} at {info['frames']}x{info['size']}x{info['size']}: "
+          f"{info['params'] / 1e6:.2f} M params, {info['gmacs']:.2f} GMACs per clip")
+    for stage in info["stages"]:
+        print(f"  stage {stage['stage']}: {'x'.join(map(str, stage['shape']))}  (C x T x H x W)")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(info, indent=2) + "\n")
+    return 0
+
+
+def describe_model(name: str, *, num_frames: Optional[int] = None, crop_size: Optional[int] = None) -> dict:
+    with torch.device("meta"):
+        model = create_backbone(name, num_frames=num_frames, crop_size=crop_size, attention_impl="explicit")
+    frames, size = model.config.num_frames, model.config.crop_size
+    stage_shapes: list[list[int]] = []
+    hooks = [model.blocks[i].register_forward_hook(
+        lambda _module, _inputs, output: stage_shapes.append([output[0].shape[-1], *output[1]]))
+        for i in model.stage_ends]
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model.eval()(torch.empty(1, 3, frames, size, size, device="meta"))
+    for hook in hooks:
+        hook.remove()
+    return {
+        "model": name, "frames": frames, "size": size,
+        "params": sum(p.numel() for p in model.parameters()),
+        "gmacs": counter.get_total_flops() / 2e9,
+        "gmacs_by_op": {str(op): n / 2e9 for op, n in counter.get_flop_counts()["Global"].items()},
+        "stages": [{"stage": i + 1, "shape": shape} for i, shape in enumerate(stage_shapes)],
+    }

@@ -1,0 +1,97 @@
+import pytest
+import torch
+
+from dalitrain.kernels.pooling_attention import pooling_attention, pooling_attention_ref
+
+DTYPES = [torch.float32, torch.float16]
+# (B, h, Lq, Lkv, dh): the odd case; several query/key tiles with partial ones (and a split dK/dV query
+# loop); more keys than queries; single query and key with a head dim below the 16-wide minimum tile.
+SHAPES = [(1, 1, 37, 13, 96), (2, 2, 150, 45, 40), (1, 3, 5, 70, 24), (2, 1, 1, 1, 8)]
+
+
+def _inputs(rng, shape, dtype, with_residual, strided=False):
+    B, h, Lq, Lkv, dh = shape
+
+    def rand(L):
+        if strided:  # [B, L, h, dh] seen as [B, h, L, dh]: the layout of a head split without .contiguous()
+            return torch.randn(B, L, h, dh, generator=rng, dtype=torch.float64).transpose(1, 2)
+        return torch.randn(B, h, L, dh, generator=rng, dtype=torch.float64)
+
+    tensors = [rand(Lq), rand(Lkv), rand(Lkv), rand(Lq) if with_residual else None]
+    return [None if t is None else t.to(dtype) for t in tensors]
+
+
+def _output_and_grads(fn, tensors, dout):
+    leaves = [None if t is None else t.detach().clone().requires_grad_() for t in tensors]
+    out = fn(*leaves)
+    out.backward(dout.to(out.dtype))
+    return [out] + [t.grad for t in leaves if t is not None]
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("with_residual", [True, False])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_matches_float64_reference(backend, dtype, with_residual, shape, rng, assert_close_to_exact,
+                                   poisoned_outputs):
+    tensors = _inputs(rng, shape, dtype, with_residual, strided=shape[1] > 1)
+    dout = torch.randn(tensors[0].shape, generator=rng, dtype=torch.float64)
+    scale = 0.3 if shape[-1] == 40 else None  # one case with an explicit scale
+
+    def ours(q, k, v, residual):
+        return pooling_attention(q, k, v, residual=residual, scale=scale, backend=backend)
+
+    def reference(q, k, v, residual):
+        return pooling_attention_ref(q, k, v, residual=residual, scale=scale)
+
+    results = _output_and_grads(ours, tensors, dout)
+    torch_at_dtype = _output_and_grads(reference, tensors, dout)
+    exact = _output_and_grads(reference, [None if t is None else t.double() for t in tensors], dout)
+    for name, a, t, e in zip(("out", "dq", "dk", "dv", "dresidual"), results, torch_at_dtype, exact):
+        assert a.dtype == dtype and a.shape == e.shape, name
+        assert_close_to_exact(name, a, t, e, dtype)
+    assert (len(poisoned_outputs) > 0) == (backend == "triton")
+
+
+@pytest.mark.parametrize("with_residual", [True, False])
+def test_triton_forward_without_grad(with_residual, rng):
+    q, k, v, residual = _inputs(rng, (1, 2, 37, 13, 96), torch.float32, with_residual)
+    with torch.no_grad():
+        out = pooling_attention(q, k, v, residual=residual, backend="triton")
+    exact = pooling_attention_ref(q.double(), k.double(), v.double(),
+                                  residual=None if residual is None else residual.double())
+    torch.testing.assert_close(out.double(), exact, rtol=1e-5, atol=1e-5)
+
+
+def test_reference_gradcheck(rng):
+    tensors = [torch.randn(1, 2, L, 5, generator=rng, dtype=torch.float64, requires_grad=True) for L in (4, 3, 3, 4)]
+    assert torch.autograd.gradcheck(lambda q, k, v, r: pooling_attention_ref(q, k, v, residual=r), tensors)
+
+
+def test_bad_inputs_have_one_line_errors():
+    q, kv = torch.ones(1, 2, 5, 8), torch.ones(1, 2, 3, 8)
+    with pytest.raises(ValueError, match=r"must share B, h, dh"):
+        pooling_attention(q, torch.ones(1, 2, 3, 4), torch.ones(1, 2, 3, 4))
+    with pytest.raises(ValueError, match=r"must share B, h, dh with Lq, Lkv >= 1"):
+        pooling_attention(q, torch.ones(1, 2, 0, 8), torch.ones(1, 2, 0, 8))
+    with pytest.raises(ValueError, match=r"q must be \[B, h, Lq, dh\]"):
+        pooling_attention(q[0], kv, kv)
+    with pytest.raises(ValueError, match=r"residual \[1, 2, 3, 8\] must have q's shape"):
+        pooling_attention(q, kv, kv, residual=kv)
+    with pytest.raises(ValueError, match=r"share one dtype"):
+        pooling_attention(q, kv.half(), kv.half())
+    with pytest.raises(ValueError, match=r"backend must be 'auto', 'triton' or 'torch', got 'flash'"):
+        pooling_attention(q, kv, kv, backend="flash")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_cuda_kernels_match_reference(dtype, rng):
+    tensors = [t.cuda() for t in _inputs(rng, (2, 1, 3136, 392, 96), torch.float64, True)]
+    dout = torch.randn(tensors[0].shape, generator=rng, dtype=torch.float64).cuda()
+    exact = _output_and_grads(lambda q, k, v, r: pooling_attention_ref(q, k, v, residual=r), tensors, dout)
+    ours = _output_and_grads(lambda q, k, v, r: pooling_attention(q, k, v, residual=r),
+                             [t.to(dtype) for t in tensors], dout)
+    tol = 1e-4 if dtype == torch.float32 else 3e-2
+    for a, e in zip(ours, exact):
+        assert (a.double() - e).abs().max().item() <= tol * (1.0 + e.abs().max().item())

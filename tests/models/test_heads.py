@@ -1,0 +1,43 @@
+"""Per-dataset heads, the expander and the directed cross-dataset projections."""
+import pytest
+import torch
+
+from dalitrain.models.heads import CrossDatasetProjection, Expander, classifier_head
+
+
+@pytest.mark.parametrize("kind, num_params", [("linear", 16 * 5 + 5), ("mlp", 16 * 32 + 32 + 32 * 5 + 5)])
+def test_classifier_head_shapes_and_sizes(kind, num_params):
+    head = classifier_head(16, 5, kind, hidden_dim=32)
+    assert head(torch.randn(3, 16)).shape == (3, 5)
+    assert sum(p.numel() for p in head.parameters()) == num_params
+
+
+def test_unknown_head_kind_is_refused():
+    with pytest.raises(ValueError, match="unknown head 'conv'"):
+        classifier_head(16, 5, "conv", hidden_dim=32)
+
+
+def test_expander_maps_embed_to_hidden_and_back():
+    expander = Expander(16, 64)
+    assert expander.fc1.weight.shape == (64, 16) and expander.fc2.weight.shape == (16, 64)
+    assert expander(torch.randn(4, 16)).shape == (4, 16)
+
+
+def test_projection_sums_the_other_datasets_logits_through_bias_free_maps():
+    classes = [3, 5, 2]
+    projection = CrossDatasetProjection(classes)
+    assert len(list(projection.parameters())) == 6  # one weight per ordered pair, no biases
+    logits = [torch.randn(4, c) for c in classes]
+    out = projection(logits)
+    for k in range(3):
+        expected = sum(logits[i] @ projection.weight(i, k).T for i in range(3) if i != k)
+        assert projection.weight(0 if k else 1, k).shape == (classes[k], classes[0 if k else 1])
+        torch.testing.assert_close(out[k], expected)
+
+
+def test_projection_has_no_self_map_and_checks_the_number_of_datasets():
+    projection = CrossDatasetProjection([3, 5])
+    with pytest.raises(ValueError, match="to itself"):
+        projection.weight(1, 1)
+    with pytest.raises(ValueError, match="1 logits tensors for 2 datasets"):
+        projection([torch.randn(2, 3)])

@@ -1,0 +1,57 @@
+"""The multi-dataset model: outputs, weight-decay groups, inference export, build options."""
+import pytest
+import torch
+
+from dalitrain.config import ModelConfig
+from dalitrain.models import ModelOutput, build_model
+
+CLASSES = [5, 7, 3]
+
+
+def small_config(**kwargs) -> ModelConfig:
+    return ModelConfig(arch="mvitv2_tiny", head_hidden_dim=32, expander_hidden_dim=64, **kwargs)
+
+
+def test_forward_returns_embedding_expansion_and_one_logits_per_dataset():
+    model = build_model(small_config(), num_classes=CLASSES, num_frames=8, crop_size=64)
+    out = model(torch.randn(2, 3, 8, 64, 64))
+    assert isinstance(out, ModelOutput)
+    assert out.embedding.shape == (2, 384) and out.expanded.shape == (2, 384)
+    assert [y.shape for y in out.logits] == [(2, c) for c in CLASSES]
+    assert [y.shape for y in model.projection(out.logits)] == [(2, c) for c in CLASSES]
+
+
+def test_weight_decay_groups_exclude_norms_biases_and_position_embeddings():
+    model = build_model(small_config(), num_classes=CLASSES, num_frames=8, crop_size=64)
+    decay, no_decay = model.param_groups(0.05)
+    assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
+    names = {id(p): n for n, p in model.named_parameters()}
+    decayed = {names[id(p)] for p in decay["params"]}
+    not_decayed = {names[id(p)] for p in no_decay["params"]}
+    assert decayed.isdisjoint(not_decayed) and decayed | not_decayed == set(names.values())
+    assert {"backbone.pos_embed_spatial", "backbone.pos_embed_temporal", "backbone.norm.weight",
+            "backbone.blocks.0.attn.norm_q.weight", "backbone.blocks.0.attn.qkv.bias", "expander.norm.weight",
+            "heads.0.0.bias"} <= not_decayed
+    assert {"backbone.blocks.0.attn.qkv.weight", "backbone.patch_embed.proj.weight",
+            "backbone.blocks.0.attn.pool_q.weight", "heads.2.2.weight", "projection.maps.0_to_1.weight"} <= decayed
+
+
+def test_inference_export_drops_only_the_projections():
+    model = build_model(small_config(), num_classes=CLASSES, num_frames=8, crop_size=64)
+    exported = model.inference_state_dict()
+    dropped = set(model.state_dict()) - set(exported)
+    assert dropped == {f"projection.maps.{i}_to_{k}.weight" for i in range(3) for k in range(3) if i != k}
+    fresh = build_model(small_config(), num_classes=CLASSES, num_frames=8, crop_size=64).eval()
+    missing, unexpected = fresh.load_state_dict(exported, strict=False)
+    assert set(missing) == dropped and unexpected == []
+    video = torch.randn(1, 3, 8, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(fresh(video).logits[1], model.eval()(video).logits[1])
+
+
+def test_linear_heads_checkpointing_and_drop_path_reach_the_backbone():
+    model = build_model(small_config(head="linear", activation_checkpointing=True, drop_path_rate=0.2),
+                        num_classes=CLASSES, num_frames=8, crop_size=64)
+    assert all(isinstance(h, torch.nn.Linear) for h in model.heads)
+    assert model.backbone.activation_checkpointing
+    assert model.backbone.blocks[-1].drop_path.p == pytest.approx(0.2)
