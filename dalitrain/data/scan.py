@@ -8,7 +8,7 @@ Reasons (stable strings; a record carries the first one that applies, in this or
 
   missing             the file does not exist
   empty               the file has zero bytes
-  unreadable          the file exists but cannot be read (permissions, I/O error)
+  unreadable          the path exists but cannot be read as a file (a directory, permissions, I/O error)
   not_video           FFmpeg recognises no video container in it (e.g. a text file or a JPEG named .webm)
   no_video_stream     a container without a video stream (e.g. audio only)
   truncated           the video ends early: the file starts like a video container but does not open or demux,
@@ -28,6 +28,9 @@ Probing runs once per distinct file, in parallel processes. The index doubles as
 probe of every file whose path, size and mtime are unchanged (a shallow scan also reuses deep probes, a deep scan
 only deep ones), so only new or changed files are read again. The device check, clip length and labels are
 re-applied on every scan, so changing them needs no re-probe.
+
+The index is JSON, one record per line: `{"format": "dalitrain-scan-index", "version": 1, "device": ..., "deep":
+..., "records": [ScanRecord, ...]}`. `load_index` keys the records by `record_key(manifest, row)`.
 """
 from __future__ import annotations
 

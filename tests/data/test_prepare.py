@@ -1,5 +1,6 @@
 import os
 
+import av
 import numpy as np
 import pytest
 
@@ -10,11 +11,11 @@ from dalitrain.data.probe import probe_video
 from tests.data.faults import corrupt_mid_stream, write_video
 
 
-@pytest.fixture
-def source(tmp_path):
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
     """An H.264 video (unreadable by DALI on the CPU), a VP8 one in a subfolder, two broken files and a missing
-    one, in a CSV manifest with frame segments."""
-    src = tmp_path / "src"
+    one, in a CSV manifest with frame segments. Shared: prepare only reads it."""
+    src = tmp_path_factory.mktemp("src")
     (src / "sub").mkdir(parents=True)
     write_video(src / "wide.mp4", "libx264", frames=20, width=48, height=32)
     write_video(src / "sub" / "tall.webm", "libvpx", frames=12, width=32, height=64)
@@ -102,3 +103,15 @@ def test_same_folder_and_malformed_manifest_are_one_line_errors(source, tmp_path
     assert prepare_cli(bad, tmp_path / "out") == 2
     assert capsys.readouterr().err == f"dalitrain prepare: error: {bad}:2: expected 'path label', got 'b.webm'\n"
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("codec, suffix, name", [("vp9", ".webm", "vp9"), ("h264", ".mp4", "h264"),
+                                                 ("mjpeg", ".mkv", "mjpeg")])
+def test_codec_container_and_gop(source, tmp_path, codec, suffix, name):
+    out = tmp_path / "out"
+    assert prepare_cli(source, out, codec) == 0  # --gop 4
+    path = out / f"wide{suffix}"
+    assert probe_video(path).codec == name
+    with av.open(str(path)) as container:
+        keys = [i for i, p in enumerate(container.demux(container.streams.video[0])) if p.size and p.is_keyframe]
+    assert keys[0] == 0 and max(b - a for a, b in zip(keys, keys[1:] + [20])) <= 4
