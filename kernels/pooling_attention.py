@@ -18,7 +18,8 @@ deterministic), summed afterwards.
 Dtypes: fp32, fp16, bf16 (q, k, v, residual alike); products in the input dtype with fp32 accumulation (fp32:
 IEEE products, no TF32), softmax statistics in fp32; outputs and gradients in the input dtype.
 Limits: any Lq, Lkv >= 1; any dh (padded to a power of two >= 16 and masked, so 96 runs as 128); the last
-dimension must be contiguous (other strides are free). The Triton interpreter (TRITON_INTERPRET=1, CPU tensors)
+dimension must be contiguous (other strides are free); element offsets are int32, so each tensor holds fewer
+than 2^31 elements. The Triton interpreter (TRITON_INTERPRET=1, CPU tensors)
 mishandles bf16; use fp32 or fp16 there.
 """
 from __future__ import annotations
