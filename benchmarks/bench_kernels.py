@@ -1,7 +1,8 @@
 """`dalitrain bench kernels [--quick] [--json FILE]`: the dalitrain kernels against the formulas public code runs.
 
 - informative_loss, forward + backward, B in {8, 64, 512} x d in {768, 2048, 4096}: dalitrain's path (Gram form;
-  Triton on CUDA) against informative_loss_ref (builds the d x d covariance).
+  Triton on CUDA) against informative_loss_ref (builds the d x d covariance); also against the same Gram formula
+  differentiated by plain autograd, which shows what the hand-written backward is worth.
 - pooling_attention, forward + backward at MViTv2-S 16x4 stage shapes (T = 8 time steps, batch 1; --quick: T = 2):
   dalitrain's path (SDPA + residual on the CPU, the Triton kernels on CUDA) against the explicit attention that
   materialises the [Lq, Lkv] matrix.
@@ -55,11 +56,22 @@ def _forward_backward(loss_fn: Callable[[], torch.Tensor], leaves: list[torch.Te
     return run
 
 
+def gram_loss_autograd(z: torch.Tensor) -> torch.Tensor:
+    """var_loss + cov_loss (default weights) in the Gram form, left to autograd: the baseline for the backward."""
+    B, d = z.shape
+    zc = z.float() - z.float().mean(0)
+    var = zc.square().sum(0) / (B - 1)
+    gram = zc @ zc.T if B < d else zc.T @ zc
+    var_loss = 25.0 * torch.relu(1.0 - torch.sqrt(var + 1e-4)).mean()
+    return var_loss + (gram.square().sum() / (B - 1) ** 2 - var.square().sum()) / d
+
+
 def informative_paths(shape: dict, device: str) -> dict[str, Callable[[], None]]:
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     z = torch.randn(shape["B"], shape["d"], device=device, dtype=dtype, requires_grad=True)
     return {"dalitrain": _forward_backward(lambda: sum(informative_loss(z)), [z]),
-            "reference": _forward_backward(lambda: sum(informative_loss_ref(z)), [z])}
+            "reference": _forward_backward(lambda: sum(informative_loss_ref(z)), [z]),
+            "gram_autograd": _forward_backward(lambda: gram_loss_autograd(z), [z])}
 
 
 def attention_paths(shape: dict, device: str) -> dict[str, Callable[[], None]]:
@@ -211,6 +223,9 @@ def print_record(record: dict) -> None:
     print(f"{record['kernel']:<18} {_shape_text(record):<38} {s['dalitrain'] * 1e3:>9.2f} {s['reference'] * 1e3:>10.2f}"
           f" {record['speedup']:>8.1f}x {peaks['dalitrain'] / 2**20:>9.1f} {peaks['reference'] / 2**20:>9.1f}"
           f" {record['memory_ratio']:>8.3f}", flush=True)
+    for name in set(s) - {"dalitrain", "reference"}:
+        print(f"{'':<20}vs {name}: {s[name] * 1e3:.2f} ms, {peaks[name] / 2**20:.1f} MiB: dalitrain "
+              f"{s[name] / s['dalitrain']:.2f}x faster")
     for name, line in record.get("roofline", {}).items():
         print(f"{'':<20}{name:<12} {line['tflops']:7.2f} TFLOP/s {line['gbps']:8.1f} GB/s   "
               f"(roofline: {line['flops'] / 1e9:.2f} GFLOP, min {line['min_bytes'] / 2**20:.1f} MiB, "

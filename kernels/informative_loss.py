@@ -202,8 +202,10 @@ class _CentredGram(torch.autograd.Function):
             mean, var = _column_stats_triton(z)
             gram = _centred_gram_triton(z, mean, gram_on_rows)
         else:
-            var, mean = torch.var_mean(z.float(), dim=0)  # unbiased
-            zc = z.float() - mean
+            z32 = z.float()
+            mean = z32.mean(0)
+            zc = z32 - mean
+            var = zc.square().sum(0) / (B - 1)  # torch.var_mean along dim 0 is ~10x slower on the CPU
             gram = zc @ zc.T if gram_on_rows else zc.T @ zc
         ctx.save_for_backward(z, mean)
         ctx.use_triton, ctx.gram_on_rows = use_triton, gram_on_rows
