@@ -47,9 +47,10 @@ def attention_shapes(time_steps: int, stages=_MVIT_S_STAGES) -> list[dict]:
 # ----------------------------------------------------------------------------------------------------------
 # Cases: each builder returns {path name: closure running one forward + backward and dropping the gradients}.
 # ----------------------------------------------------------------------------------------------------------
-def _forward_backward(loss_fn: Callable[[], torch.Tensor], leaves: list[torch.Tensor]) -> Callable[[], None]:
+def _forward_backward(forward: Callable[[], torch.Tensor], leaves: list[torch.Tensor],
+                      upstream: torch.Tensor | None = None) -> Callable[[], None]:
     def run():
-        loss_fn().backward()
+        forward().backward(upstream)
         for leaf in leaves:
             leaf.grad = None
 
@@ -82,11 +83,10 @@ def attention_paths(shape: dict, device: str) -> dict[str, Callable[[], None]]:
     dout = torch.randn(B, h, Lq, dh, device=device, dtype=dtype)
     leaves = [q, k, v, residual]
 
-    def weighted(fn):  # backward with a random upstream gradient, through a scalar
-        return lambda: (fn(q, k, v, residual=residual) * dout).sum()
+    def path(fn):  # backward of a random upstream gradient
+        return _forward_backward(lambda: fn(q, k, v, residual=residual), leaves, dout)
 
-    paths = {"dalitrain": _forward_backward(weighted(pooling_attention), leaves),
-             "reference": _forward_backward(weighted(pooling_attention_ref), leaves)}
+    paths = {"dalitrain": path(pooling_attention), "reference": path(pooling_attention_ref)}
     if device == "cuda":  # GPU only: PyTorch's FlashAttention backend as the speed reference
         from torch.nn.attention import SDPBackend, sdpa_kernel
 
@@ -94,7 +94,7 @@ def attention_paths(shape: dict, device: str) -> dict[str, Callable[[], None]]:
             with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
                 return F.scaled_dot_product_attention(q, k, v) + residual
 
-        paths["sdpa_flash"] = _forward_backward(weighted(flash), leaves)
+        paths["sdpa_flash"] = path(flash)
     return paths
 
 
@@ -243,7 +243,8 @@ def run(cases: list[tuple[str, dict]], device: str) -> list[dict]:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="dalitrain bench kernels", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="dalitrain bench kernels",
+                                     description="The dalitrain kernels against the formulas public code runs.")
     parser.add_argument("--quick", action="store_true", help="one informative-loss shape, attention at T=2")
     parser.add_argument("--json", metavar="FILE", help="write the records (a JSON list) here")
     parser.add_argument("--threads", type=int, default=1,
