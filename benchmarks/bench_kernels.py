@@ -3,7 +3,7 @@
 - informative_loss, forward + backward, B in {8, 64, 512} x d in {768, 2048, 4096}: dalitrain's path (Gram form;
   Triton on CUDA) against informative_loss_ref (builds the d x d covariance); also against the same Gram formula
   differentiated by plain autograd, which shows what the hand-written backward is worth.
-- pooling_attention, forward + backward at MViTv2-S 16x4 stage shapes (T = 8 time steps, batch 1; --quick: T = 2):
+- pooling_attention, forward + backward at MViTv2-S 16x4 stage shapes (T = 8 time steps, batch 1; --quick: stages 1 and 3 at T = 2):
   dalitrain's path (SDPA + residual on the CPU, the Triton kernels on CUDA) against the explicit attention that
   materialises the [Lq, Lkv] matrix.
 Each case reports the best time of several forward + backward runs of both paths, alternating within one run
@@ -245,7 +245,7 @@ def run(cases: list[tuple[str, dict]], device: str) -> list[dict]:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="dalitrain bench kernels",
                                      description="The dalitrain kernels against the formulas public code runs.")
-    parser.add_argument("--quick", action="store_true", help="one informative-loss shape, attention at T=2")
+    parser.add_argument("--quick", action="store_true", help="B=64 d=2048 only; attention stages 1 and 3 at T=2 (under a minute)")
     parser.add_argument("--json", metavar="FILE", help="write the records (a JSON list) here")
     parser.add_argument("--threads", type=int, default=1,
                         help="CPU threads (default 1: on a shared machine a descheduled OpenMP thread stalls every "
@@ -254,7 +254,8 @@ def main(argv: list[str]) -> int:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.set_num_threads(args.threads)
     cases = [("informative_loss", s) for s in (QUICK_INFORMATIVE_SHAPES if args.quick else INFORMATIVE_SHAPES)]
-    cases += [("pooling_attention", s) for s in attention_shapes(2 if args.quick else 8)]
+    attention = attention_shapes(2, _MVIT_S_STAGES[0::2]) if args.quick else attention_shapes(8)
+    cases += [("pooling_attention", s) for s in attention]
     print(f"device: {device}, torch threads: {torch.get_num_threads()}; times are the best of alternating runs, "
           f"ratios are against the reference measured in this run")
     if device == "cpu":
