@@ -108,3 +108,18 @@ compile_for_sm90(m._forward_kernel, types, HAS_RESIDUAL=True, STORE_ATTN=True, *
 compile_for_sm90(m._backward_dq_kernel, types, **tiles)
 compile_for_sm90(m._backward_dkdv_kernel, types, **tiles)
 """)
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_residual_is_q_as_mvitv2_calls_it(backend, rng):
+    """MViTv2's residual pooling adds the pooled q itself: its gradient is dq plus dout."""
+    q64, k64, v64 = (torch.randn(1, 2, L, 96, generator=rng, dtype=torch.float64) for L in (37, 13, 13))
+    grads = []
+    for fn, dtype in ((lambda q, k, v: pooling_attention(q, k, v, residual=q, scale=0.2, backend=backend),
+                       torch.float32),
+                      (lambda q, k, v: pooling_attention_ref(q, k, v, residual=q, scale=0.2), torch.float64)):
+        leaves = [t.to(dtype).requires_grad_() for t in (q64, k64, v64)]
+        fn(*leaves).square().sum().backward()
+        grads.append([t.grad.double() for t in leaves])
+    for ours, exact in zip(*grads):
+        torch.testing.assert_close(ours, exact, rtol=1e-4, atol=1e-4)
