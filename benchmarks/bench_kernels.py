@@ -1,8 +1,9 @@
 """`dalitrain bench kernels [--quick] [--json FILE]`: the dalitrain kernels against the formulas public code runs.
 
 - informative_loss, forward + backward, B in {8, 64, 512} x d in {768, 2048, 4096}: dalitrain's path (Gram form;
-  Triton on CUDA) against informative_loss_ref (builds the d x d covariance).
-- pooling_attention, forward + backward at MViTv2-S 16x4 stage shapes (T = 8 time steps, batch 1; --quick: T = 2):
+  Triton on CUDA) against informative_loss_ref (builds the d x d covariance); also against the same Gram formula
+  differentiated by plain autograd, which shows what the hand-written backward is worth.
+- pooling_attention, forward + backward at MViTv2-S 16x4 stage shapes (T = 8 time steps, batch 1; --quick: stages 1 and 3 at T = 2):
   dalitrain's path (SDPA + residual on the CPU, the Triton kernels on CUDA) against the explicit attention that
   materialises the [Lq, Lkv] matrix.
 Each case reports the best time of several forward + backward runs of both paths, alternating within one run
@@ -46,20 +47,32 @@ def attention_shapes(time_steps: int, stages=_MVIT_S_STAGES) -> list[dict]:
 # ----------------------------------------------------------------------------------------------------------
 # Cases: each builder returns {path name: closure running one forward + backward and dropping the gradients}.
 # ----------------------------------------------------------------------------------------------------------
-def _forward_backward(loss_fn: Callable[[], torch.Tensor], leaves: list[torch.Tensor]) -> Callable[[], None]:
+def _forward_backward(forward: Callable[[], torch.Tensor], leaves: list[torch.Tensor],
+                      upstream: torch.Tensor | None = None) -> Callable[[], None]:
     def run():
-        loss_fn().backward()
+        forward().backward(upstream)
         for leaf in leaves:
             leaf.grad = None
 
     return run
 
 
+def gram_loss_autograd(z: torch.Tensor) -> torch.Tensor:
+    """var_loss + cov_loss (default weights) in the Gram form, left to autograd: the baseline for the backward."""
+    B, d = z.shape
+    zc = z.float() - z.float().mean(0)
+    var = zc.square().sum(0) / (B - 1)
+    gram = zc @ zc.T if B < d else zc.T @ zc
+    var_loss = 25.0 * torch.relu(1.0 - torch.sqrt(var + 1e-4)).mean()
+    return var_loss + (gram.square().sum() / (B - 1) ** 2 - var.square().sum()) / d
+
+
 def informative_paths(shape: dict, device: str) -> dict[str, Callable[[], None]]:
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     z = torch.randn(shape["B"], shape["d"], device=device, dtype=dtype, requires_grad=True)
     return {"dalitrain": _forward_backward(lambda: sum(informative_loss(z)), [z]),
-            "reference": _forward_backward(lambda: sum(informative_loss_ref(z)), [z])}
+            "reference": _forward_backward(lambda: sum(informative_loss_ref(z)), [z]),
+            "gram_autograd": _forward_backward(lambda: gram_loss_autograd(z), [z])}
 
 
 def attention_paths(shape: dict, device: str) -> dict[str, Callable[[], None]]:
@@ -70,11 +83,10 @@ def attention_paths(shape: dict, device: str) -> dict[str, Callable[[], None]]:
     dout = torch.randn(B, h, Lq, dh, device=device, dtype=dtype)
     leaves = [q, k, v, residual]
 
-    def weighted(fn):  # backward with a random upstream gradient, through a scalar
-        return lambda: (fn(q, k, v, residual=residual) * dout).sum()
+    def path(fn):  # backward of a random upstream gradient
+        return _forward_backward(lambda: fn(q, k, v, residual=residual), leaves, dout)
 
-    paths = {"dalitrain": _forward_backward(weighted(pooling_attention), leaves),
-             "reference": _forward_backward(weighted(pooling_attention_ref), leaves)}
+    paths = {"dalitrain": path(pooling_attention), "reference": path(pooling_attention_ref)}
     if device == "cuda":  # GPU only: PyTorch's FlashAttention backend as the speed reference
         from torch.nn.attention import SDPBackend, sdpa_kernel
 
@@ -82,7 +94,7 @@ def attention_paths(shape: dict, device: str) -> dict[str, Callable[[], None]]:
             with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
                 return F.scaled_dot_product_attention(q, k, v) + residual
 
-        paths["sdpa_flash"] = _forward_backward(weighted(flash), leaves)
+        paths["sdpa_flash"] = path(flash)
     return paths
 
 
@@ -211,6 +223,9 @@ def print_record(record: dict) -> None:
     print(f"{record['kernel']:<18} {_shape_text(record):<38} {s['dalitrain'] * 1e3:>9.2f} {s['reference'] * 1e3:>10.2f}"
           f" {record['speedup']:>8.1f}x {peaks['dalitrain'] / 2**20:>9.1f} {peaks['reference'] / 2**20:>9.1f}"
           f" {record['memory_ratio']:>8.3f}", flush=True)
+    for name in set(s) - {"dalitrain", "reference"}:
+        print(f"{'':<20}vs {name}: {s[name] * 1e3:.2f} ms, {peaks[name] / 2**20:.1f} MiB: dalitrain "
+              f"{s[name] / s['dalitrain']:.2f}x faster")
     for name, line in record.get("roofline", {}).items():
         print(f"{'':<20}{name:<12} {line['tflops']:7.2f} TFLOP/s {line['gbps']:8.1f} GB/s   "
               f"(roofline: {line['flops'] / 1e9:.2f} GFLOP, min {line['min_bytes'] / 2**20:.1f} MiB, "
@@ -228,8 +243,9 @@ def run(cases: list[tuple[str, dict]], device: str) -> list[dict]:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="dalitrain bench kernels", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="one informative-loss shape, attention at T=2")
+    parser = argparse.ArgumentParser(prog="dalitrain bench kernels",
+                                     description="The dalitrain kernels against the formulas public code runs.")
+    parser.add_argument("--quick", action="store_true", help="B=64 d=2048 only; attention stages 1 and 3 at T=2 (under a minute)")
     parser.add_argument("--json", metavar="FILE", help="write the records (a JSON list) here")
     parser.add_argument("--threads", type=int, default=1,
                         help="CPU threads (default 1: on a shared machine a descheduled OpenMP thread stalls every "
@@ -238,7 +254,8 @@ def main(argv: list[str]) -> int:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.set_num_threads(args.threads)
     cases = [("informative_loss", s) for s in (QUICK_INFORMATIVE_SHAPES if args.quick else INFORMATIVE_SHAPES)]
-    cases += [("pooling_attention", s) for s in attention_shapes(2 if args.quick else 8)]
+    attention = attention_shapes(2, _MVIT_S_STAGES[0::2]) if args.quick else attention_shapes(8)
+    cases += [("pooling_attention", s) for s in attention]
     print(f"device: {device}, torch threads: {torch.get_num_threads()}; times are the best of alternating runs, "
           f"ratios are against the reference measured in this run")
     if device == "cpu":

@@ -18,7 +18,8 @@ deterministic), summed afterwards.
 Dtypes: fp32, fp16, bf16 (q, k, v, residual alike); products in the input dtype with fp32 accumulation (fp32:
 IEEE products, no TF32), softmax statistics in fp32; outputs and gradients in the input dtype.
 Limits: any Lq, Lkv >= 1; any dh (padded to a power of two >= 16 and masked, so 96 runs as 128); the last
-dimension must be contiguous (other strides are free). The Triton interpreter (TRITON_INTERPRET=1, CPU tensors)
+dimension must be contiguous (other strides are free); element offsets are int32, so each tensor holds fewer
+than 2^31 elements. The Triton interpreter (TRITON_INTERPRET=1, CPU tensors)
 mishandles bf16; use fp32 or fp16 there.
 """
 from __future__ import annotations
@@ -43,9 +44,17 @@ _LOG2E = 1.4426950408889634
 # Triton kernels. Pointers arrive at element [0, 0, 0, 0]; strides (batch, head, row); the head dim is contiguous.
 # ----------------------------------------------------------------------------------------------------------
 @triton.jit
-def _load_rows(ptr, rows, dims, L, DH):
-    """Tile [rows, dims] of one (batch, head) slice with row stride 1 in dims, zero outside [L, DH]."""
-    return tl.load(ptr, mask=(rows[:, None] < L) & (dims[None, :] < DH), other=0.0)
+def _program_tile(H, BLOCK: tl.constexpr, DH_PAD: tl.constexpr):
+    """(batch, head, this program's rows along axis 0 of the grid, head-dim indices); grid axis 1 is batch * head."""
+    bh = tl.program_id(1)
+    return bh // H, bh % H, tl.program_id(0) * BLOCK + tl.arange(0, BLOCK), tl.arange(0, DH_PAD)
+
+
+@triton.jit
+def _load_rows(head_ptr, stride_l, rows, dims, L, DH):
+    """Tile [rows, dims] of one (batch, head) slice [L, DH] (head dim contiguous), zero outside it."""
+    return tl.load(head_ptr + rows[:, None] * stride_l + dims[None, :],
+                   mask=(rows[:, None] < L) & (dims[None, :] < DH), other=0.0)
 
 
 @triton.jit
@@ -54,31 +63,28 @@ def _forward_kernel(q_ptr, k_ptr, v_ptr, res_ptr, out_ptr, attn_ptr, lse_ptr,
                     H, Lq, Lkv, DH, qk_scale,
                     HAS_RESIDUAL: tl.constexpr, STORE_ATTN: tl.constexpr, PRECISION: tl.constexpr,
                     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, DH_PAD: tl.constexpr):
-    pid_m, bh = tl.program_id(0), tl.program_id(1)
-    b, h = bh // H, bh % H
-    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    b, h, rows, dims = _program_tile(H, BLOCK_M, DH_PAD)
     keys = tl.arange(0, BLOCK_N)
-    dims = tl.arange(0, DH_PAD)
-    q = _load_rows(q_ptr + b * sq_b + h * sq_h + rows[:, None] * sq_l + dims[None, :], rows, dims, Lq, DH)
-    k_base = k_ptr + b * sk_b + h * sk_h
-    v_base = v_ptr + b * sv_b + h * sv_h
+    q = _load_rows(q_ptr + b * sq_b + h * sq_h, sq_l, rows, dims, Lq, DH)
+    k_head = k_ptr + b * sk_b + h * sk_h
+    v_head = v_ptr + b * sv_b + h * sv_h
     row_max = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     row_sum = tl.zeros([BLOCK_M], dtype=tl.float32)
     acc = tl.zeros([BLOCK_M, DH_PAD], dtype=tl.float32)
     for start in range(0, Lkv, BLOCK_N):
         n = start + keys
-        k = _load_rows(k_base + n[:, None] * sk_l + dims[None, :], n, dims, Lkv, DH)
+        k = _load_rows(k_head, sk_l, n, dims, Lkv, DH)
         s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * qk_scale  # [BLOCK_M, BLOCK_N], base-2 logits
         s = tl.where(n[None, :] < Lkv, s, float("-inf"))
         new_max = tl.maximum(row_max, tl.max(s, axis=1))  # finite: every key tile holds at least one key
         p = tl.exp2(s - new_max[:, None])
         rescale = tl.exp2(row_max - new_max)
         row_sum = row_sum * rescale + tl.sum(p, axis=1)
-        v = _load_rows(v_base + n[:, None] * sv_l + dims[None, :], n, dims, Lkv, DH)
+        v = _load_rows(v_head, sv_l, n, dims, Lkv, DH)
         acc = acc * rescale[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
         row_max = new_max
     acc = acc / row_sum[:, None]
-    tl.store(lse_ptr + bh * Lq + rows, row_max + tl.log2(row_sum), mask=rows < Lq)
+    tl.store(lse_ptr + (b * H + h) * Lq + rows, row_max + tl.log2(row_sum), mask=rows < Lq)
     mask = (rows[:, None] < Lq) & (dims[None, :] < DH)
     out_offsets = b * so_b + h * so_h + rows[:, None] * so_l + dims[None, :]
     if STORE_ATTN:
@@ -96,30 +102,28 @@ def _backward_dq_kernel(q_ptr, k_ptr, v_ptr, do_ptr, lse_ptr, delta_ptr, dq_ptr,
                         PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                         DH_PAD: tl.constexpr):
     """dq for one query tile; dq shares the contiguous layout of do (strides sd_*)."""
-    pid_m, bh = tl.program_id(0), tl.program_id(1)
-    b, h = bh // H, bh % H
-    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    b, h, rows, dims = _program_tile(H, BLOCK_M, DH_PAD)
     keys = tl.arange(0, BLOCK_N)
-    dims = tl.arange(0, DH_PAD)
-    q = _load_rows(q_ptr + b * sq_b + h * sq_h + rows[:, None] * sq_l + dims[None, :], rows, dims, Lq, DH)
-    do_offsets = b * sd_b + h * sd_h + rows[:, None] * sd_l + dims[None, :]
-    do = _load_rows(do_ptr + do_offsets, rows, dims, Lq, DH)
-    lse = tl.load(lse_ptr + bh * Lq + rows, mask=rows < Lq, other=0.0)
-    delta = tl.load(delta_ptr + bh * Lq + rows, mask=rows < Lq, other=0.0)
-    k_base = k_ptr + b * sk_b + h * sk_h
-    v_base = v_ptr + b * sv_b + h * sv_h
+    q = _load_rows(q_ptr + b * sq_b + h * sq_h, sq_l, rows, dims, Lq, DH)
+    do_head = b * sd_b + h * sd_h
+    do = _load_rows(do_ptr + do_head, sd_l, rows, dims, Lq, DH)
+    lse = tl.load(lse_ptr + (b * H + h) * Lq + rows, mask=rows < Lq, other=0.0)
+    delta = tl.load(delta_ptr + (b * H + h) * Lq + rows, mask=rows < Lq, other=0.0)
+    k_head = k_ptr + b * sk_b + h * sk_h
+    v_head = v_ptr + b * sv_b + h * sv_h
     dq = tl.zeros([BLOCK_M, DH_PAD], dtype=tl.float32)
     for start in range(0, Lkv, BLOCK_N):
         n = start + keys
-        k = _load_rows(k_base + n[:, None] * sk_l + dims[None, :], n, dims, Lkv, DH)
-        v = _load_rows(v_base + n[:, None] * sv_l + dims[None, :], n, dims, Lkv, DH)
+        k = _load_rows(k_head, sk_l, n, dims, Lkv, DH)
+        v = _load_rows(v_head, sv_l, n, dims, Lkv, DH)
         s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * qk_scale
         p = tl.where(n[None, :] < Lkv, tl.exp2(s - lse[:, None]), 0.0)
         dp = tl.dot(do, tl.trans(v), input_precision=PRECISION)
         ds = p * (dp - delta[:, None])
         dq += tl.dot(ds.to(k.dtype), k, input_precision=PRECISION)
     mask = (rows[:, None] < Lq) & (dims[None, :] < DH)
-    tl.store(dq_ptr + do_offsets, (dq * scale).to(dq_ptr.dtype.element_ty), mask=mask)
+    tl.store(dq_ptr + do_head + rows[:, None] * sd_l + dims[None, :], (dq * scale).to(dq_ptr.dtype.element_ty),
+             mask=mask)
 
 
 @triton.jit
@@ -129,21 +133,19 @@ def _backward_dkdv_kernel(q_ptr, k_ptr, v_ptr, do_ptr, lse_ptr, delta_ptr, dk_pt
                           PRECISION: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                           DH_PAD: tl.constexpr):
     """fp32 partial dk, dv [split, B * h, Lkv, DH] of one key tile over one slice of `split_rows` queries."""
-    pid_n, bh, split = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    b, h = bh // H, bh % H
-    n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    dims = tl.arange(0, DH_PAD)
-    k = _load_rows(k_ptr + b * sk_b + h * sk_h + n[:, None] * sk_l + dims[None, :], n, dims, Lkv, DH)
-    v = _load_rows(v_ptr + b * sv_b + h * sv_h + n[:, None] * sv_l + dims[None, :], n, dims, Lkv, DH)
-    q_base = q_ptr + b * sq_b + h * sq_h
-    do_base = do_ptr + b * sd_b + h * sd_h
+    b, h, n, dims = _program_tile(H, BLOCK_N, DH_PAD)
+    bh, split = b * H + h, tl.program_id(2)
+    k = _load_rows(k_ptr + b * sk_b + h * sk_h, sk_l, n, dims, Lkv, DH)
+    v = _load_rows(v_ptr + b * sv_b + h * sv_h, sv_l, n, dims, Lkv, DH)
+    q_head = q_ptr + b * sq_b + h * sq_h
+    do_head = do_ptr + b * sd_b + h * sd_h
     dk = tl.zeros([BLOCK_N, DH_PAD], dtype=tl.float32)
     dv = tl.zeros([BLOCK_N, DH_PAD], dtype=tl.float32)
     row_end = tl.minimum((split + 1) * split_rows, Lq)
     for start in range(split * split_rows, row_end, BLOCK_M):
         rows = start + tl.arange(0, BLOCK_M)
-        q = _load_rows(q_base + rows[:, None] * sq_l + dims[None, :], rows, dims, row_end, DH)
-        do = _load_rows(do_base + rows[:, None] * sd_l + dims[None, :], rows, dims, row_end, DH)
+        q = _load_rows(q_head, sq_l, rows, dims, row_end, DH)
+        do = _load_rows(do_head, sd_l, rows, dims, row_end, DH)
         lse = tl.load(lse_ptr + bh * Lq + rows, mask=rows < row_end, other=0.0)
         delta = tl.load(delta_ptr + bh * Lq + rows, mask=rows < row_end, other=0.0)
         s_t = tl.dot(k, tl.trans(q), input_precision=PRECISION) * qk_scale  # [BLOCK_N, BLOCK_M]

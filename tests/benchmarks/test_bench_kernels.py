@@ -16,7 +16,7 @@ def test_records_have_the_documented_fields(tmp_path, monkeypatch):
     assert (records[1]["Lq"], records[1]["Lkv"], records[1]["dh"]) == (37, 13, 96)
     for record in records:
         assert record["speedup"] > 0 and record["memory_ratio"] >= 0
-        assert set(record["seconds"]) == {"dalitrain", "reference"}
+        assert {"dalitrain", "reference"} <= set(record["seconds"])
         assert record["seconds"]["dalitrain"]["best"] <= record["seconds"]["dalitrain"]["median"]
 
 

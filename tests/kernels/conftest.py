@@ -1,8 +1,12 @@
 """Shared by the kernel tests: poisoned kernel outputs, per-case random generators, the error criterion."""
+import os
+import subprocess
+import sys
 import zlib
 
 import pytest
 import torch
+import triton
 
 from dalitrain.kernels import _backend
 
@@ -44,3 +48,31 @@ def assert_close_to_exact():
         assert ours <= 2 * theirs + slack, f"{name}: error {ours:.3g} > 2 x PyTorch's {theirs:.3g} + {slack:.3g}"
 
     return check
+
+
+_COMPILE_PREAMBLE = """
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+def compile_for_sm90(fn, types, **constexprs):
+    signature = {name: "constexpr" if name in constexprs else types.get(name, "i32") for name in fn.arg_names}
+    triton.compile(ASTSource(fn, signature, constexprs), target=GPUTarget("cuda", 90, 32))
+"""
+
+
+@pytest.fixture
+def compiles_for_cuda():
+    """compiles_for_cuda(body): run `body` in a child without the interpreter, where `compile_for_sm90(kernel,
+    {arg: type}, **constexprs)` compiles a kernel to an sm_90 cubin (Triton's bundled ptxas; no GPU needed), so
+    the GPU path's type and layout errors, which the interpreter does not see, fail here."""
+    if not os.path.exists(os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")):
+        pytest.skip("this triton has no bundled ptxas")
+
+    def compile_body(body: str) -> None:
+        env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
+        child = subprocess.run([sys.executable, "-c", _COMPILE_PREAMBLE + body], env=env, capture_output=True,
+                               text=True)
+        assert child.returncode == 0, child.stderr[-3000:]
+
+    return compile_body

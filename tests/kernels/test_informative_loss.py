@@ -161,3 +161,16 @@ def test_centred_gram_backward_for_any_upstream_gradient(use_triton, shape, rng)
     torch.testing.assert_close(var.double(), zc.var(0).detach(), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(gram.double(), gram64.detach(), rtol=1e-5, atol=1e-4)
     torch.testing.assert_close(z32.grad.double(), z64.grad, rtol=1e-5, atol=1e-4)
+
+
+def test_kernels_compile_for_cuda(compiles_for_cuda):
+    compiles_for_cuda("""
+from dalitrain.kernels import informative_loss as m
+types = {"z_ptr": "*bf16", "dz_ptr": "*bf16", "mean_ptr": "*fp32", "var_ptr": "*fp32", "partial_ptr": "*fp32",
+         "coef_ptr": "*fp32", "s_ptr": "*fp32"}
+compile_for_sm90(m._column_stats_kernel, types, BLOCK_B=32, BLOCK_D=128)
+for centre_cols in (True, False):
+    compile_for_sm90(m._centred_gram_kernel, types, CENTRE_COLS=centre_cols, BLOCK_M=32, BLOCK_K=64)
+    compile_for_sm90(m._centred_gram_backward_kernel, types, CENTRE_COLS=centre_cols, BLOCK_M=32, BLOCK_N=64,
+                     BLOCK_K=32)
+""")

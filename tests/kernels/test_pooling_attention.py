@@ -95,3 +95,31 @@ def test_cuda_kernels_match_reference(dtype, rng):
     tol = 1e-4 if dtype == torch.float32 else 3e-2
     for a, e in zip(ours, exact):
         assert (a.double() - e).abs().max().item() <= tol * (1.0 + e.abs().max().item())
+
+
+def test_kernels_compile_for_cuda(compiles_for_cuda):
+    compiles_for_cuda("""
+from dalitrain.kernels import pooling_attention as m
+types = {name: "*fp16" for name in ("q_ptr", "k_ptr", "v_ptr", "res_ptr", "out_ptr", "attn_ptr", "do_ptr", "dq_ptr")}
+types.update({name: "*fp32" for name in ("lse_ptr", "delta_ptr", "dk_ptr", "dv_ptr")})
+types.update(qk_scale="fp32", scale="fp32")
+tiles = dict(PRECISION="tf32", BLOCK_M=m.BLOCK_M, BLOCK_N=m.BLOCK_N, DH_PAD=128)
+compile_for_sm90(m._forward_kernel, types, HAS_RESIDUAL=True, STORE_ATTN=True, **tiles)
+compile_for_sm90(m._backward_dq_kernel, types, **tiles)
+compile_for_sm90(m._backward_dkdv_kernel, types, **tiles)
+""")
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_residual_is_q_as_mvitv2_calls_it(backend, rng):
+    """MViTv2's residual pooling adds the pooled q itself: its gradient is dq plus dout."""
+    q64, k64, v64 = (torch.randn(1, 2, L, 96, generator=rng, dtype=torch.float64) for L in (37, 13, 13))
+    grads = []
+    for fn, dtype in ((lambda q, k, v: pooling_attention(q, k, v, residual=q, scale=0.2, backend=backend),
+                       torch.float32),
+                      (lambda q, k, v: pooling_attention_ref(q, k, v, residual=q, scale=0.2), torch.float64)):
+        leaves = [t.to(dtype).requires_grad_() for t in (q64, k64, v64)]
+        fn(*leaves).square().sum().backward()
+        grads.append([t.grad.double() for t in leaves])
+    for ours, exact in zip(*grads):
+        torch.testing.assert_close(ours, exact, rtol=1e-4, atol=1e-4)
