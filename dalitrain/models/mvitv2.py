@@ -44,7 +44,7 @@ class MViTv2Config:
     patch_padding: Grid = (1, 3, 3)
     pool_kernel: Grid = (3, 3, 3)  # depthwise Conv3D pooling of q, k, v in every block
     stage_q_stride: Grid = (1, 2, 2)  # query stride of the first block of stages 2, 3, ...
-    kv_stride: Grid = (1, 8, 8)  # K/V stride of stage 1; divided by each stage's query stride after it
+    kv_stride: Grid = (1, 8, 8)  # K/V stride of stage 1; divided by stage_q_stride from each later stage on
     mlp_ratio: float = 4.0
     qkv_bias: bool = True
     drop_path_rate: float = 0.1  # stochastic depth, rising linearly from 0 (first block) to this (last block)
@@ -78,14 +78,15 @@ class MViTv2(nn.Module):
         dim, heads, kv_stride = config.embed_dim, config.num_heads, config.kv_stride
         for stage, depth in enumerate(config.depths):
             for i in range(depth):
-                q_stride = config.stage_q_stride if stage > 0 and i == 0 else (1, 1, 1)
+                stage_transition = stage > 0 and i == 0
+                q_stride = config.stage_q_stride if stage_transition else (1, 1, 1)
                 kv_stride = tuple(max(kv // q, 1) for kv, q in zip(kv_stride, q_stride))
-                dim_out, heads = (dim * 2, heads * 2) if stage > 0 and i == 0 else (dim, heads)
+                dim_out, heads = (dim * 2, heads * 2) if stage_transition else (dim, heads)
                 self.blocks.append(MultiScaleBlock(dim, dim_out, heads, q_stride, kv_stride, config,
                                                    drop_path[len(self.blocks)]))
                 dim = dim_out
             self.stage_ends.append(len(self.blocks) - 1)
-        self.norm = nn.LayerNorm(dim)
+        self.norm = layer_norm(dim)
         self.embed_dim = dim
         self.apply(init_weights)
         nn.init.trunc_normal_(self.pos_embed_spatial, std=0.02)
@@ -133,10 +134,10 @@ class MultiScaleBlock(nn.Module):
     def __init__(self, dim: int, dim_out: int, num_heads: int, q_stride: Grid, kv_stride: Grid,
                  config: MViTv2Config, drop_path: float):
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim)
+        self.norm1 = layer_norm(dim)
         self.attn = MultiScaleAttention(dim, dim_out, num_heads, q_stride, kv_stride, config)
         self.drop_path = DropPath(drop_path)
-        self.norm2 = nn.LayerNorm(dim_out)
+        self.norm2 = layer_norm(dim_out)
         self.mlp = Mlp(dim_out, int(dim_out * config.mlp_ratio))
         # The width changes inside the attention (MViTv2); the shortcut follows through a linear map.
         self.proj = nn.Linear(dim, dim_out) if dim != dim_out else None
@@ -173,9 +174,9 @@ class MultiScaleAttention(nn.Module):
         def depthwise_pool(stride: Grid) -> nn.Conv3d:  # shared by all heads: channels = head_dim
             return nn.Conv3d(head_dim, head_dim, config.pool_kernel, stride, padding, groups=head_dim, bias=False)
 
-        self.pool_q, self.norm_q = depthwise_pool(q_stride), nn.LayerNorm(head_dim)
-        self.pool_k, self.norm_k = depthwise_pool(kv_stride), nn.LayerNorm(head_dim)
-        self.pool_v, self.norm_v = depthwise_pool(kv_stride), nn.LayerNorm(head_dim)
+        self.pool_q, self.norm_q = depthwise_pool(q_stride), layer_norm(head_dim)
+        self.pool_k, self.norm_k = depthwise_pool(kv_stride), layer_norm(head_dim)
+        self.pool_v, self.norm_v = depthwise_pool(kv_stride), layer_norm(head_dim)
 
     def forward(self, x: torch.Tensor, grid: Grid) -> tuple[torch.Tensor, Grid]:
         B, L, _ = x.shape
@@ -229,6 +230,10 @@ class DropPath(nn.Module):
         return x * keep / (1.0 - self.p)
 
 
+def layer_norm(dim: int) -> nn.LayerNorm:
+    return nn.LayerNorm(dim, eps=1e-6)  # PySlowFast's MViT epsilon, so that its weights give its outputs
+
+
 def conv_output_grid(size: Grid, kernel: Grid, stride: Grid, padding: Grid) -> Grid:
     return tuple((n + 2 * p - k) // s + 1 for n, k, s, p in zip(size, kernel, stride, padding))
 
@@ -253,7 +258,7 @@ def _build(config: MViTv2Config, attention_impl: Optional[str] = None, **runtime
 @register_model
 def mvitv2_s_16x4(**kwargs) -> MViTv2:
     """PySlowFast's MViTv2-S 16x4 layout (34.5 M params, 64 GMACs at 16x224x224) with absolute embeddings."""
-    return _build(MViTv2Config(depths=(1, 2, 11, 2), num_frames=16), **kwargs)
+    return _build(MViTv2Config(depths=(1, 2, 11, 2), num_frames=16, drop_path_rate=0.2), **kwargs)
 
 
 @register_model

@@ -2,7 +2,9 @@
 
 A registered backbone takes a video [B, C, T, H, W] and returns its pooled embedding [B, embed_dim]; it exposes
 `embed_dim` (int) and accepts the runtime keyword arguments `num_frames`, `crop_size`, `drop_path_rate` and
-`activation_checkpointing` (None = the model's defaults).
+`activation_checkpointing` (None = the model's defaults). `dalitrain info` also uses `attention_impl="explicit"`
+(attention as plain matmuls, which the FLOP counter sees), `config.num_frames`, `config.crop_size`, `blocks` and
+`stage_ends` (index of each stage's last block).
 """
 from __future__ import annotations
 
