@@ -44,12 +44,16 @@ def _decode_forward(container, stream, wanted: set[int], origin: int, pts_per_fr
     container.seek(origin + int(first * pts_per_frame), backward=True, any_frame=False, stream=stream)
     got: dict[int, np.ndarray] = {}
     last = max(wanted)
+    frame = index = None
     for frame in container.decode(stream):
         index = int(round((frame.pts - origin) / pts_per_frame))
         if index in wanted:
             got[index] = frame.to_ndarray(format="rgb24")
         if index >= last:
             break
+    else:  # the video ended before the last wanted frame: keep its final frame to stand in for the rest
+        if frame is not None and index not in got:
+            got[index] = frame.to_ndarray(format="rgb24")
     return got
 
 
@@ -61,7 +65,7 @@ def decode_torchcodec(path: Path, frames: np.ndarray) -> np.ndarray:
     try:
         decoder = VideoDecoder(str(path), dimension_order="NHWC", seek_mode="approximate", num_ffmpeg_threads=1)
         count = decoder.metadata.num_frames or int(wanted[-1]) + 1
-        wanted = wanted[wanted < count]
+        wanted = np.unique(np.minimum(wanted, count - 1))
         batch = decoder.get_frames_at(wanted.tolist()).data.numpy()
     except (RuntimeError, ValueError, IndexError) as err:
         raise DecodeError(f"{path}: cannot decode ({type(err).__name__}: {str(err).splitlines()[0]})") from None
