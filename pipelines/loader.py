@@ -44,7 +44,8 @@ from dalitrain.pipelines.graph import clip_pipeline
 log = logging.getLogger(__name__)
 
 # CPU strategies, fastest first as measured by benchmarks/bench_pipeline.py; "default" takes the first available.
-CPU_DECODERS = ("torchcodec", "pyav", "dali")
+CPU_DECODERS = ("pyav", "torchcodec", "dali")
+PREFETCH = 2  # batches being decoded ahead of the one DALI augments
 
 
 class SkippedFilesError(RuntimeError):
@@ -107,13 +108,14 @@ class VideoLoader:
         return len(self.plan)
 
     def __iter__(self) -> Iterator[Batch]:
-        batches = self.plan[self.start_step:]
-        pending = self._submit(batches[0]) if batches else []
-        for step, samples in enumerate(batches, start=self.start_step):
+        # decoding runs PREFETCH batches ahead, so the decode threads never wait for DALI or the consumer
+        pending = {step: self._submit(self.plan[step])
+                   for step in range(self.start_step, min(self.start_step + PREFETCH, len(self.plan)))}
+        for step in range(self.start_step, len(self.plan)):
             with nvtx.annotate("dalitrain.decode", color="blue"):
-                samples, clips = self._collect(step, samples, pending)
-            if step + 1 < len(self.plan):
-                pending = self._submit(self.plan[step + 1])  # decodes while DALI augments this batch
+                samples, clips = self._collect(step, self.plan[step], pending.pop(step))
+            if step + PREFETCH < len(self.plan):
+                pending[step + PREFETCH] = self._submit(self.plan[step + PREFETCH])
             yield self._augment(step, samples, clips)
         self.start_step = 0
         for d, count in self.skipped.items():
@@ -180,7 +182,7 @@ class VideoLoader:
     def _build_pipe(self):
         pipe = clip_pipeline(batch_size=self.batch_size, num_threads=max(self.data.num_threads, 1),
                              device_id=0 if self.device == "gpu" else None, seed=self.seed + self.epoch,
-                             prefetch_queue_depth=1, device=self.device, decode_in_graph=self.decode_in_graph,
+                             prefetch_queue_depth=1, exec_dynamic=True, device=self.device, decode_in_graph=self.decode_in_graph,
                              training=self.training, crop_size=self.data.crop_size, mean=self.data.mean,
                              std=self.data.std, auto_augment=self.data.auto_augment)
         pipe.build()
@@ -231,10 +233,13 @@ class VideoLoader:
 
     def _to_batch(self, samples: list[Sample], video) -> Batch:
         tensor = video.as_tensor()
-        pin = torch.cuda.is_available() and self.device == "cpu"
-        target_device = "cuda" if self.device == "gpu" else "cpu"
-        out = torch.empty(tensor.shape(), dtype=torch.float32, device=target_device, pin_memory=pin)
-        feed_ndarray(tensor, out)
+        if self.device == "cpu" and not torch.cuda.is_available():
+            # zero copy: DALI's dynamic executor gives every run fresh output memory that the tensor keeps alive
+            out = torch.from_dlpack(tensor)
+        else:  # pinned host memory for a fast upload, or straight into CUDA memory
+            out = torch.empty(tensor.shape(), dtype=torch.float32, device="cuda" if self.device == "gpu" else "cpu",
+                              pin_memory=self.device == "cpu")
+            feed_ndarray(tensor, out)
         if self.data.output_dtype == "bfloat16":
             out = out.to(torch.bfloat16)
         datasets = self.datasets
