@@ -105,7 +105,8 @@ def test_resume_at_a_step_replays_the_same_batches(corpus):
         assert torch.equal(a.video, b.video) and torch.equal(a.index, b.index)
 
 
-def test_a_file_corrupted_mid_epoch_is_skipped_and_counted(corpus, tmp_path):
+@pytest.mark.parametrize("decoder", ["pyav", "dali"])  # caught per sample / DALI's pipeline dies and is rebuilt
+def test_a_file_corrupted_mid_epoch_is_skipped_and_counted(corpus, tmp_path, decoder):
     root, specs = corpus
     shutil.copytree(root, tmp_path / "c")
     root = tmp_path / "c"
@@ -113,16 +114,23 @@ def test_a_file_corrupted_mid_epoch_is_skipped_and_counted(corpus, tmp_path):
     index = [{"path": str(p), "ok": True, "reason": None, "frames": 30, "fps": 25.0} for p in videos]
     (root / "scan.json").write_text(json.dumps(index))
     videos[2].write_bytes(b"\x1a\x45\xdf\xa3 not a video any more")  # broken after the scan
-    data = data_config(root, specs, ["clipset"], scan_index=str(root / "scan.json"), batch_size=2)
+    data = data_config(root, specs, ["clipset"], scan_index=str(root / "scan.json"), batch_size=2, decoder=decoder)
     loader = train_loader(data, seed=0)
     batches = list(loader)
     assert len(batches) == len(loader) == 3 and all(len(b.label) == 2 for b in batches)
     assert loader.skipped == {"clipset": 1}
     assert str(videos[2]) in loader.quarantine
     strict = data_config(root, specs, ["clipset"], scan_index=str(root / "scan.json"), batch_size=2,
-                         max_skipped_fraction=0.0)
+                         max_skipped_fraction=0.0, decoder=decoder)
     with pytest.raises(SkippedFilesError, match=r"^dataset clipset: 1 of 5 files failed to decode.*v2\.webm"):
         list(train_loader(strict, seed=0))
+
+
+def test_every_rank_takes_the_same_steps(corpus):
+    root, specs = corpus
+    data = data_config(root, specs, ["clipset", "trimmed"], batch_size=2)  # 7 videos over 2 ranks x 2
+    lengths = [len(train_loader(data, shard_id=r, num_shards=2)) for r in range(2)]
+    assert lengths == [2, 2]
 
 
 def test_scan_quarantine_is_honoured(corpus, tmp_path):
