@@ -44,6 +44,9 @@ from dalitrain.pipelines.graph import clip_pipeline
 log = logging.getLogger(__name__)
 
 # CPU strategies, fastest first as measured by benchmarks/bench_pipeline.py; "default" takes the first available.
+# PyAV releases the GIL while it decodes and converts, so the decode threads use every core; torchcodec costs a
+# little less CPU per clip but holds the GIL (its threads share one core); DALI's own CPU decoder
+# (`fn.decoders.video`) decodes from frame 0 instead of seeking to the key frame before the clip.
 CPU_DECODERS = ("pyav", "torchcodec", "dali")
 PREFETCH = 2  # batches being decoded ahead of the one DALI augments
 
