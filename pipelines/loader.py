@@ -4,6 +4,12 @@
     for batch in loader: ...          # len(loader) steps per epoch on every rank; the first epoch starts at k
     loader.skipped                    # {dataset name: files that failed to decode this epoch}
     loader.set_epoch(e + 1)           # re-plans in place (a new loader per epoch works as well)
+    shard_from_env()                  # (rank, world size) under torchrun, for shard_id / num_shards
+
+Determinism: everything a batch holds follows from (seed, epoch), so a run resumed with `start_step=k` gets
+the same batches k, k+1, ... as the uninterrupted run (iterating again without set_epoch replays the epoch). Two
+exceptions: DALI's auto_augment draws its own random numbers (seeded by seed + epoch, restarted on resume), and
+a file that failed before the resume point is only quarantined again when it is met again.
 
 Stages, each inside an NVTX range (`dalitrain.decode`, `dalitrain.dali`, `dalitrain.to_torch`):
 1. the plan (dalitrain/data/sampling.py) fixes every sample of the epoch from (seed, epoch);

@@ -8,7 +8,7 @@ import torch
 
 from dalitrain.config import DataConfig, DatasetConfig, EvalConfig
 from dalitrain.pipelines.decode import torchcodec_available
-from dalitrain.pipelines.loader import SkippedFilesError, eval_loader, train_loader
+from dalitrain.pipelines.loader import SkippedFilesError, eval_loader, shard_from_env, train_loader
 
 MEAN, STD = 0.5, 0.25
 
@@ -140,3 +140,12 @@ def test_scan_quarantine_is_honoured(corpus, tmp_path):
     data = data_config(root, specs, ["clipset"], scan_index=str(tmp_path / "scan.json"))
     seen = {int(i) for b in train_loader(data) for i, ok in zip(b.index, b.valid) if ok}
     assert seen == {0, 2, 3, 4}
+
+
+def test_shard_comes_from_the_torchrun_environment(monkeypatch):
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert shard_from_env() == (3, 4)
+    monkeypatch.delenv("RANK")
+    monkeypatch.delenv("WORLD_SIZE")
+    assert shard_from_env() == (0, 1)
