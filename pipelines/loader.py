@@ -1,0 +1,295 @@
+"""The loader the engine iterates: sampling plan -> decode -> DALI graph -> `Batch` of torch tensors.
+
+    loader = train_loader(cfg.data, shard_id=rank, num_shards=world, seed=cfg.train.seed, epoch=e, start_step=k)
+    for batch in loader: ...          # len(loader) steps per epoch on every rank; the first epoch starts at k
+    loader.skipped                    # {dataset name: files that failed to decode this epoch}
+    loader.set_epoch(e + 1)           # re-plans in place (a new loader per epoch works as well)
+    shard_from_env()                  # (rank, world size) under torchrun, for shard_id / num_shards
+
+Determinism: everything a batch holds follows from (seed, epoch), so a run resumed with `start_step=k` gets
+the same batches k, k+1, ... as the uninterrupted run (iterating again without set_epoch replays the epoch). Two
+exceptions: DALI's auto_augment draws its own random numbers (seeded by seed + epoch, restarted on resume), and
+a file that failed before the resume point is only quarantined again when it is met again.
+
+Stages, each inside an NVTX range (`dalitrain.decode`, `dalitrain.dali`, `dalitrain.to_torch`):
+1. the plan (dalitrain/data/sampling.py) fixes every sample of the epoch from (seed, epoch);
+2. on the CPU, a thread pool decodes the next batch's clips (dalitrain.pipelines.decode, the fastest measured
+   strategy by default) while DALI augments the current one; on the GPU, and with `decoder: dali`, the pool only
+   reads the files' bytes and the graph decodes;
+3. the DALI graph (dalitrain.pipelines.graph) crops, resizes, flips and normalises;
+4. its output is copied into (pinned, with CUDA) torch tensors.
+
+Bad files: a file that fails to decode is quarantined for the rest of the run and its sample is replaced by
+another video of the same dataset (chosen deterministically from the sample's position), so batch sizes and the
+epoch's length never change. With in-loader decoding a failure is just a caught exception; when the graph
+decodes, DALI's error ends the pipeline, so the loader finds the culprit with PyAV, rebuilds the pipeline and
+re-runs the batch. More than `max_skipped_fraction` of a dataset failing in one epoch aborts with one line.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+from typing import Iterator, Optional
+
+import numpy as np
+import nvtx
+import torch
+from nvidia.dali.plugin.pytorch import feed_ndarray
+
+from dalitrain.config import DataConfig, EvalConfig
+from dalitrain.data.batch import Batch
+from dalitrain.data.records import load_records
+from dalitrain.data.sampling import (ClipRecipe, DatasetRecords, Sample, eval_plan, replacement_video,
+                                     sample_frames, train_plan)
+from dalitrain.pipelines.decode import DECODERS, DecodeError, decode_pyav, torchcodec_available
+from dalitrain.pipelines.graph import clip_pipeline
+
+log = logging.getLogger(__name__)
+
+# CPU strategies, fastest first as measured by benchmarks/bench_pipeline.py; "default" takes the first available.
+# PyAV releases the GIL while it decodes and converts, so the decode threads use every core; torchcodec costs a
+# little less CPU per clip but holds the GIL (its threads share one core); DALI's own CPU decoder
+# (`fn.decoders.video`) decodes from frame 0 instead of seeking to the key frame before the clip.
+CPU_DECODERS = ("pyav", "torchcodec", "dali")
+PREFETCH = 2  # batches being decoded ahead of the one DALI augments
+
+
+class SkippedFilesError(RuntimeError):
+    """Too many files of one dataset failed in one epoch."""
+
+
+def shard_from_env() -> tuple[int, int]:
+    """(shard_id, num_shards) from torchrun's RANK / WORLD_SIZE (0, 1 outside torchrun)."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def resolve_device(requested: str, configured: str) -> str:
+    device = requested if requested != "auto" else configured
+    if device == "auto":
+        device = "gpu" if torch.cuda.is_available() else "cpu"
+    if device == "gpu" and not torch.cuda.is_available():
+        raise RuntimeError("data.device is gpu but CUDA is not available")
+    return device
+
+
+def resolve_decoder(name: str, device: str) -> str:
+    """The decode strategy: on the GPU always NVDEC in the graph; on the CPU the configured one or the fastest."""
+    if device == "gpu":
+        return "nvdec"
+    if name == "default":
+        return next(d for d in CPU_DECODERS if d != "torchcodec" or torchcodec_available())
+    if name not in CPU_DECODERS:
+        raise ValueError(f"data.decoder: unknown decoder {name!r} (known: default, {', '.join(CPU_DECODERS)})")
+    if name == "torchcodec" and not torchcodec_available():
+        raise RuntimeError("data.decoder: torchcodec cannot load (it needs the system FFmpeg libraries)")
+    return name
+
+
+class VideoLoader:
+    """Iterates one rank's batches of one epoch; see the module docstring."""
+
+    def __init__(self, data: DataConfig, datasets: list[DatasetRecords], plan_fn, *, training: bool,
+                 batch_size: int, seed: int, epoch: int, start_step: int, device: str):
+        self.data, self.datasets, self.plan_fn = data, datasets, plan_fn
+        self.training, self.batch_size, self.seed = training, batch_size, seed
+        self.device = resolve_device(device, data.device)
+        self.decoder = resolve_decoder(data.decoder, self.device)
+        self.decode_in_graph = self.decoder in ("dali", "nvdec")
+        self.pool = ThreadPoolExecutor(max(data.num_threads, 1), thread_name_prefix="dalitrain-decode")
+        self.failed: list[set[int]] = [set() for _ in datasets]  # quarantined during this run, per dataset
+        self.quarantine: dict[str, str] = {}  # path -> reason, for files that failed during this run
+        self.pipe = None
+        self.set_epoch(epoch, start_step)
+
+    # -- epochs ------------------------------------------------------------------------------------------
+
+    def set_epoch(self, epoch: int, start_step: int = 0) -> None:
+        """Plan `epoch` (deterministic for (seed, epoch)); iteration starts at `start_step`."""
+        with nvtx.annotate("dalitrain.plan", color="yellow"):
+            self.epoch, self.start_step = epoch, start_step
+            self.plan = self.plan_fn(self.seed, epoch)
+            self.skipped = {d.name: 0 for d in self.datasets}
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+    def __iter__(self) -> Iterator[Batch]:
+        # decoding runs PREFETCH batches ahead, so the decode threads never wait for DALI or the consumer
+        pending = {step: self._submit(self.plan[step])
+                   for step in range(self.start_step, min(self.start_step + PREFETCH, len(self.plan)))}
+        for step in range(self.start_step, len(self.plan)):
+            with nvtx.annotate("dalitrain.decode", color="blue"):
+                samples, clips = self._collect(step, self.plan[step], pending.pop(step))
+            if step + PREFETCH < len(self.plan):
+                pending[step + PREFETCH] = self._submit(self.plan[step + PREFETCH])
+            yield self._augment(step, samples, clips)
+        self.start_step = 0
+        for d, count in self.skipped.items():
+            if count:
+                log.warning("epoch %d: dataset %s: skipped %d files that failed to decode", self.epoch, d, count)
+
+    # -- decoding ----------------------------------------------------------------------------------------
+
+    def _path(self, s: Sample) -> Path:
+        return self.datasets[s.dataset].videos[s.video].path
+
+    def _load(self, s: Sample) -> np.ndarray:
+        if self.decode_in_graph:
+            return np.fromfile(self._path(s), dtype=np.uint8)
+        return DECODERS[self.decoder](self._path(s), s.frames)
+
+    def _submit(self, samples: list[Sample]) -> list[Future]:
+        return [self.pool.submit(self._load, s) for s in samples]
+
+    def _collect(self, step: int, samples: list[Sample], pending: list[Future]) -> tuple[list[Sample], list]:
+        """The batch's decoded clips, with failed or quarantined videos replaced by playable ones."""
+        samples, clips = list(samples), []
+        for i, future in enumerate(pending):
+            try:
+                clip = future.result() if samples[i].video not in self.failed[samples[i].dataset] else None
+            except (DecodeError, OSError) as err:
+                self._quarantine(samples[i], str(err))
+                clip = None
+            while clip is None:
+                samples[i] = self._replacement(samples[i], step * self.batch_size + i)
+                try:
+                    clip = self._load(samples[i])
+                except (DecodeError, OSError) as err:
+                    self._quarantine(samples[i], str(err))
+            clips.append(clip)
+        return samples, clips
+
+    def _quarantine(self, s: Sample, reason: str) -> None:
+        ds = self.datasets[s.dataset]
+        if s.video in self.failed[s.dataset]:  # the same file twice in one batch counts once
+            return
+        self.failed[s.dataset].add(s.video)
+        self.quarantine[str(self._path(s))] = reason
+        self.skipped[ds.name] += 1
+        log.warning("quarantined %s", reason)
+        if self.skipped[ds.name] > self.data.max_skipped_fraction * len(ds.videos):
+            raise SkippedFilesError(
+                f"dataset {ds.name}: {self.skipped[ds.name]} of {len(ds.videos)} files failed to decode in epoch "
+                f"{self.epoch} (more than data.max_skipped_fraction={self.data.max_skipped_fraction}); last: {reason}")
+
+    def _replacement(self, s: Sample, position: int) -> Sample:
+        ds = self.datasets[s.dataset]
+        video = replacement_video(ds, self.failed[s.dataset], self.seed, self.epoch, position)
+        rng = np.random.default_rng([self.seed, self.epoch, position]) if self.training else None
+        frames = sample_frames(ds.videos[video], ds.sampling, self._recipe(), rng)
+        # in eval the stand-in only fills the batch: metrics must not count another video's views
+        return replace(s, video=video, frames=frames, valid=s.valid and self.training)
+
+    def _recipe(self) -> ClipRecipe:
+        return ClipRecipe(self.data.num_frames, self.data.stride, self.data.short_video)
+
+    # -- augmentation ------------------------------------------------------------------------------------
+
+    def _build_pipe(self):
+        pipe = clip_pipeline(batch_size=self.batch_size, num_threads=max(self.data.num_threads, 1),
+                             device_id=0 if self.device == "gpu" else None, seed=self.seed + self.epoch,
+                             prefetch_queue_depth=1, exec_dynamic=True, device=self.device, decode_in_graph=self.decode_in_graph,
+                             training=self.training, crop_size=self.data.crop_size, mean=self.data.mean,
+                             std=self.data.std, auto_augment=self.data.auto_augment)
+        pipe.build()
+        return pipe
+
+    def _run_pipe(self, samples: list[Sample], clips: list):
+        if self.pipe is None:
+            self.pipe = self._build_pipe()
+        if self.decode_in_graph:
+            self.pipe.feed_input("encoded", clips)
+            self.pipe.feed_input("frame_ids", [s.frames.astype(np.int32) for s in samples])
+        else:
+            self.pipe.feed_input("frames", clips)
+        self.pipe.feed_input("short_side", [np.float32(s.short_side) for s in samples])
+        self.pipe.feed_input("crop_anchor", [np.asarray(s.crop_anchor, np.float32) for s in samples])
+        self.pipe.feed_input("flip", [np.bool_(s.flip) for s in samples])
+        (video,) = self.pipe.run()
+        return video
+
+    def _augment(self, step: int, samples: list[Sample], clips: list) -> Batch:
+        with nvtx.annotate("dalitrain.dali", color="green"):
+            while True:
+                try:
+                    video = self._run_pipe(samples, clips)
+                    break
+                except RuntimeError as err:  # in-graph decoding failed: DALI's pipeline is dead
+                    if not self.decode_in_graph:
+                        raise
+                    self.pipe = None
+                    samples, clips = self._after_graph_failure(step, samples, err)
+        with nvtx.annotate("dalitrain.to_torch", color="red"):
+            return self._to_batch(samples, video)
+
+    def _after_graph_failure(self, step: int, samples: list[Sample], err: RuntimeError):
+        """Find which files broke the graph (PyAV decodes them on the CPU), quarantine and replace them."""
+        culprits = []
+        for i, s in enumerate(samples):
+            try:
+                decode_pyav(self._path(s), s.frames)
+            except DecodeError as bad:
+                culprits.append(i)
+                self._quarantine(s, str(bad))
+        if not culprits:
+            raise err
+        for i in culprits:
+            samples[i] = self._replacement(samples[i], step * self.batch_size + i)
+        return self._collect(step, samples, self._submit(samples))
+
+    def _to_batch(self, samples: list[Sample], video) -> Batch:
+        tensor = video.as_tensor()
+        if self.device == "cpu" and not torch.cuda.is_available():
+            # zero copy: DALI's dynamic executor gives every run fresh output memory that the tensor keeps alive
+            out = torch.from_dlpack(tensor)
+        else:  # pinned host memory for a fast upload, or straight into CUDA memory
+            out = torch.empty(tensor.shape(), dtype=torch.float32, device="cuda" if self.device == "gpu" else "cpu",
+                              pin_memory=self.device == "cpu")
+            feed_ndarray(tensor, out)
+        if self.data.output_dtype == "bfloat16":
+            out = out.to(torch.bfloat16)
+        datasets = self.datasets
+        return Batch(
+            video=out,
+            label=torch.tensor([datasets[s.dataset].videos[s.video].label for s in samples], dtype=torch.int64),
+            dataset=torch.tensor([s.dataset for s in samples], dtype=torch.int64),
+            index=torch.tensor([datasets[s.dataset].videos[s.video].row for s in samples], dtype=torch.int64),
+            valid=torch.tensor([s.valid for s in samples], dtype=torch.bool),
+        )
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+        self.pipe = None
+
+
+def train_loader(data: DataConfig, *, shard_id: int = 0, num_shards: int = 1, seed: int = 0, epoch: int = 0,
+                 start_step: int = 0, device: str = "auto") -> VideoLoader:
+    """Training batches of `data.batch_size` clips per rank; `len()` steps per epoch, equal on every rank."""
+    datasets, _ = load_records(data, "train")
+    recipe = ClipRecipe(data.num_frames, data.stride, data.short_video)
+
+    def plan(seed_: int, epoch_: int) -> list[list[Sample]]:
+        return train_plan(datasets, recipe, batch_size=data.batch_size, short_side=data.short_side,
+                          mixing=data.mixing, batch_policy=data.batch_policy, epoch_size=data.epoch_size,
+                          seed=seed_, epoch=epoch_, shard_id=shard_id, num_shards=num_shards)
+
+    return VideoLoader(data, datasets, plan, training=True, batch_size=data.batch_size, seed=seed, epoch=epoch,
+                       start_step=start_step, device=device)
+
+
+def eval_loader(data: DataConfig, eval: EvalConfig, *, shard_id: int = 0, num_shards: int = 1,
+                device: str = "auto") -> VideoLoader:
+    """Every validation video once across ranks, as temporal x spatial views sharing its `index` and `dataset`."""
+    datasets, _ = load_records(data, "val")
+    recipe = ClipRecipe(data.num_frames, data.stride, data.short_video)
+
+    def plan(seed_: int, epoch_: int) -> list[list[Sample]]:
+        return eval_plan(datasets, recipe, batch_size=eval.batch_size, short_side=eval.short_side,
+                         temporal_views=eval.temporal_views, spatial_views=eval.spatial_views,
+                         shard_id=shard_id, num_shards=num_shards)
+
+    return VideoLoader(data, datasets, plan, training=False, batch_size=eval.batch_size, seed=0, epoch=0,
+                       start_step=0, device=device)

@@ -1,0 +1,30 @@
+"""CPU decode strategies return exactly the requested frames, in order, and fail in one line."""
+import numpy as np
+import pytest
+
+from dalitrain.pipelines.decode import DECODERS, DecodeError, torchcodec_available
+
+STRATEGIES = ["pyav"] + (["torchcodec"] if torchcodec_available() else [])
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_requested_frames_in_requested_order(coded_video, read_frame_index, name):
+    wanted = np.array([12, 3, 3, 29, 0, 25])  # unsorted, repeated, across key frames (every 10)
+    clip = DECODERS[name](coded_video, wanted)
+    assert clip.shape == (6, 48, 64, 3) and clip.dtype == np.uint8
+    assert read_frame_index(clip.mean(axis=(1, 2, 3))).tolist() == wanted.tolist()
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_frames_past_the_end_repeat_the_last(coded_video, read_frame_index, name):
+    clip = DECODERS[name](coded_video, np.array([28, 30, 31]))  # off-by-one frame counts happen
+    assert read_frame_index(clip.mean(axis=(1, 2, 3))).tolist() == [28, 29, 29]
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_a_broken_file_is_one_line_naming_it(tmp_path, name):
+    broken = tmp_path / "broken.webm"
+    broken.write_bytes(b"\x1a\x45\xdf\xa3 garbage")
+    with pytest.raises(DecodeError) as err:
+        DECODERS[name](broken, np.array([0, 1]))
+    assert str(err.value).startswith(f"{broken}: cannot decode") and "\n" not in str(err.value)

@@ -1,0 +1,151 @@
+"""The loader end to end on tiny coded videos: frames, augmentation, eval views, bad files, resume."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from dalitrain.config import DataConfig, DatasetConfig, EvalConfig
+from dalitrain.pipelines.decode import torchcodec_available
+from dalitrain.pipelines.loader import SkippedFilesError, eval_loader, shard_from_env, train_loader
+
+MEAN, STD = 0.5, 0.25
+
+
+def data_config(root, specs, names, **overrides):
+    fields = dict(datasets=[DatasetConfig(**specs[n]) for n in names], base_dir=str(root), batch_size=4,
+                  num_frames=4, stride=2, short_side=[48, 56], crop_size=32, device="cpu", decoder="pyav",
+                  mean=[MEAN] * 3, std=[STD] * 3, max_skipped_fraction=0.5)
+    fields.update(overrides)
+    return DataConfig(**fields)
+
+
+def levels(video: torch.Tensor) -> np.ndarray:
+    """[B, C, T, H, W] normalised -> [B, T] mean 0-255 level per frame."""
+    return ((video.float() * STD + MEAN) * 255).mean(dim=(1, 3, 4)).numpy()
+
+
+@pytest.mark.parametrize("decoder", ["pyav", "dali"] + (["torchcodec"] if torchcodec_available() else []))
+def test_frames_match_the_plan_for_every_policy(corpus, decoder, read_frame_index):
+    root, specs = corpus
+    data = data_config(root, specs, ["clipset", "ssv2", "trimmed"], decoder=decoder)
+    loader = train_loader(data, seed=0)
+    policies = {0: "clip", 1: "uniform", 2: "segment"}
+    for step, batch in enumerate(loader):
+        got = read_frame_index(levels(batch.video))
+        for i, sample in enumerate(loader.plan[step]):
+            assert got[i].tolist() == sample.frames.tolist()
+            policy = policies[int(batch.dataset[i])]
+            if policy == "clip":
+                assert np.all(np.diff(got[i]) == 2)
+            elif policy == "uniform":  # 30 frames in 4 segments of 7.5: one frame from each
+                assert (got[i] // 7.5).astype(int).tolist() == [0, 1, 2, 3]
+            else:
+                assert 8 <= got[i].min() and got[i].max() < 20
+    assert batch.video.shape == (4, 3, 4, 32, 32) and batch.video.dtype == torch.float32
+
+
+def test_short_videos_pad_or_loop(corpus, read_frame_index):
+    root, specs = corpus
+    for policy, expected in (("pad", [0, 7, 14, 21, 28, 29]), ("loop", [0, 7, 14, 21, 28, 5])):  # 30 frames
+        data = data_config(root, specs, ["clipset"], num_frames=6, stride=7, short_video=policy, batch_size=2)
+        batch = next(iter(eval_loader(data, EvalConfig(temporal_views=1, spatial_views=1, short_side=48,
+                                                       batch_size=2))))
+        assert read_frame_index(levels(batch.video)[0]).tolist() == expected
+
+
+def test_crop_and_flip_are_identical_across_a_clips_frames(corpus):
+    root, specs = corpus
+    data = data_config(root, specs, ["ramps"], batch_size=4)
+    for batch in train_loader(data, seed=1):
+        video = batch.video.float()
+        diff = video - video[:, :, :1]  # frame t minus frame 0 of the same clip
+        # same crop and flip on every frame: the static ramp cancels, leaving a flat level change
+        assert diff.std(dim=(3, 4)).max() < 0.05
+
+
+def test_flip_only_where_the_dataset_allows_it(corpus):
+    root, specs = corpus
+    directions = {}
+    for flip in (True, False):
+        spec = {**specs["ramps"], "flip": flip}
+        data = data_config(root, {"ramps": spec}, ["ramps"], batch_size=4)
+        slopes = []
+        for epoch in range(3):
+            for batch in train_loader(data, seed=2, epoch=epoch):
+                row = batch.video.float().mean(dim=(1, 2, 3))  # [B, W]
+                slopes += torch.sign(row[:, -1] - row[:, 0]).tolist()
+        directions[flip] = set(slopes)
+    assert directions[False] == {1.0}  # the ramp always rises left to right
+    assert directions[True] == {1.0, -1.0}
+
+
+def test_eval_views_share_the_video_index_and_cover_each_video_once(corpus):
+    root, specs = corpus
+    data = data_config(root, specs, ["clipset", "ssv2"])
+    views = {}
+    for shard in range(2):
+        loader = eval_loader(data, EvalConfig(temporal_views=2, spatial_views=3, short_side=48, batch_size=5),
+                             shard_id=shard, num_shards=2)
+        for batch in loader:
+            for d, i, ok in zip(batch.dataset.tolist(), batch.index.tolist(), batch.valid.tolist()):
+                if ok:
+                    views[(d, i)] = views.get((d, i), 0) + 1
+    assert views == {(d, i): 6 for d, n in ((0, 5), (1, 3)) for i in range(n)}
+
+
+def test_resume_at_a_step_replays_the_same_batches(corpus):
+    root, specs = corpus
+    data = data_config(root, specs, ["clipset", "ramps"], batch_size=3)
+    full = list(train_loader(data, seed=4, epoch=1))
+    resumed = list(train_loader(data, seed=4, epoch=1, start_step=1))
+    assert len(resumed) == len(full) - 1
+    for a, b in zip(full[1:], resumed):
+        assert torch.equal(a.video, b.video) and torch.equal(a.index, b.index)
+
+
+@pytest.mark.parametrize("decoder", ["pyav", "dali"])  # caught per sample / DALI's pipeline dies and is rebuilt
+def test_a_file_corrupted_mid_epoch_is_skipped_and_counted(corpus, tmp_path, decoder):
+    root, specs = corpus
+    shutil.copytree(root, tmp_path / "c")
+    root = tmp_path / "c"
+    videos = sorted((root / "clipset").glob("*.webm"))
+    index = [{"path": str(p), "ok": True, "reason": None, "frames": 30, "fps": 25.0} for p in videos]
+    (root / "scan.json").write_text(json.dumps(index))
+    videos[2].write_bytes(b"\x1a\x45\xdf\xa3 not a video any more")  # broken after the scan
+    data = data_config(root, specs, ["clipset"], scan_index=str(root / "scan.json"), batch_size=2, decoder=decoder)
+    loader = train_loader(data, seed=0)
+    batches = list(loader)
+    assert len(batches) == len(loader) == 3 and all(len(b.label) == 2 for b in batches)
+    assert loader.skipped == {"clipset": 1}
+    assert str(videos[2]) in loader.quarantine
+    strict = data_config(root, specs, ["clipset"], scan_index=str(root / "scan.json"), batch_size=2,
+                         max_skipped_fraction=0.0, decoder=decoder)
+    with pytest.raises(SkippedFilesError, match=r"^dataset clipset: 1 of 5 files failed to decode.*v2\.webm"):
+        list(train_loader(strict, seed=0))
+
+
+def test_every_rank_takes_the_same_steps(corpus):
+    root, specs = corpus
+    data = data_config(root, specs, ["clipset", "trimmed"], batch_size=2)  # 7 videos over 2 ranks x 2
+    lengths = [len(train_loader(data, shard_id=r, num_shards=2)) for r in range(2)]
+    assert lengths == [2, 2]
+
+
+def test_scan_quarantine_is_honoured(corpus, tmp_path):
+    root, specs = corpus
+    bad = root / "clipset" / "v1.webm"
+    (tmp_path / "scan.json").write_text(json.dumps([{"path": str(bad), "ok": False, "reason": "h264"}]))
+    data = data_config(root, specs, ["clipset"], scan_index=str(tmp_path / "scan.json"))
+    seen = {int(i) for b in train_loader(data) for i, ok in zip(b.index, b.valid) if ok}
+    assert seen == {0, 2, 3, 4}
+
+
+def test_shard_comes_from_the_torchrun_environment(monkeypatch):
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert shard_from_env() == (3, 4)
+    monkeypatch.delenv("RANK")
+    monkeypatch.delenv("WORLD_SIZE")
+    assert shard_from_env() == (0, 1)
