@@ -1,5 +1,5 @@
 """The loader end to end on tiny coded videos: frames, augmentation, eval views, bad files, resume."""
-import json
+import dataclasses
 import shutil
 
 import numpy as np
@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from dalitrain.config import DataConfig, DatasetConfig, EvalConfig
+from dalitrain.data.scan import ScanTarget, scan, write_index
 from dalitrain.pipelines.decode import torchcodec_available
 from dalitrain.pipelines.loader import SkippedFilesError, eval_loader, shard_from_env, train_loader
 
@@ -19,6 +20,16 @@ def data_config(root, specs, names, **overrides):
                   mean=[MEAN] * 3, std=[STD] * 3, max_skipped_fraction=0.5)
     fields.update(overrides)
     return DataConfig(**fields)
+
+
+def write_scan_index(root, dataset: str, path, quarantine=()) -> None:
+    """Scan one dataset of the corpus as `dalitrain scan` does; `quarantine` names videos to mark unreadable."""
+    records, _ = scan([ScanTarget(dataset, root / f"{dataset}.txt", root / dataset, 2, 1)], "cpu", deep=False,
+                      workers=1)
+    records = [dataclasses.replace(r, ok=False, reason="codec_unsupported") if r.path in quarantine else r
+               for r in records]
+    assert all(r.ok for r in records if r.path not in quarantine)
+    write_index(path, records, device="cpu", deep=False)
 
 
 def levels(video: torch.Tensor) -> np.ndarray:
@@ -111,8 +122,7 @@ def test_a_file_corrupted_mid_epoch_is_skipped_and_counted(corpus, tmp_path, dec
     shutil.copytree(root, tmp_path / "c")
     root = tmp_path / "c"
     videos = sorted((root / "clipset").glob("*.webm"))
-    index = [{"path": str(p), "ok": True, "reason": None, "frames": 30, "fps": 25.0} for p in videos]
-    (root / "scan.json").write_text(json.dumps(index))
+    write_scan_index(root, "clipset", root / "scan.json")
     videos[2].write_bytes(b"\x1a\x45\xdf\xa3 not a video any more")  # broken after the scan
     data = data_config(root, specs, ["clipset"], scan_index=str(root / "scan.json"), batch_size=2, decoder=decoder)
     loader = train_loader(data, seed=0)
@@ -135,8 +145,7 @@ def test_every_rank_takes_the_same_steps(corpus):
 
 def test_scan_quarantine_is_honoured(corpus, tmp_path):
     root, specs = corpus
-    bad = root / "clipset" / "v1.webm"
-    (tmp_path / "scan.json").write_text(json.dumps([{"path": str(bad), "ok": False, "reason": "h264"}]))
+    write_scan_index(root, "clipset", tmp_path / "scan.json", quarantine={str(root / "clipset" / "v1.webm")})
     data = data_config(root, specs, ["clipset"], scan_index=str(tmp_path / "scan.json"))
     seen = {int(i) for b in train_loader(data) for i, ok in zip(b.index, b.valid) if ok}
     assert seen == {0, 2, 3, 4}
