@@ -254,3 +254,21 @@ def test_ssv2_needs_temporal_order():
     chance = 1 / len(spec.space.classes)
     assert nearest_centroid_accuracy(frame_averaged) < chance + 0.15
     assert nearest_centroid_accuracy(order_aware) > 0.7
+
+
+def test_demo_config_matches_the_corpus(corpus):
+    from pathlib import Path
+
+    from dalitrain.config import load_config
+
+    out, summary = corpus
+    config = load_config(Path(__file__).parents[2] / "configs" / "demo_cpu.yaml", [f"data.base_dir={out}"])
+    info = json.loads((out / "corpus.json").read_text())["datasets"]
+    assert [d.name for d in config.data.datasets] == list(NAMES)
+    for dataset in config.data.datasets:
+        assert dataset.num_classes == len(summary[dataset.name]["classes"])
+        assert (dataset.sampling, dataset.flip) == (info[dataset.name]["sampling"], info[dataset.name]["flip"])
+        for manifest in (dataset.manifest, dataset.val_manifest):
+            entries = read_manifest(out / manifest, num_classes=dataset.num_classes)
+            assert (out / dataset.root / entries[0].path).is_file()
+        assert read_class_names(out / dataset.class_names) == summary[dataset.name]["classes"]
