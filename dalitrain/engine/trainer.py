@@ -41,6 +41,13 @@ TrainLoaderFactory = Callable[[int, int], Iterable[Batch]]  # (epoch, start_step
 EvalLoaderFactory = Callable[[], Iterable[Batch]]
 
 
+def _close(loader) -> None:
+    """Loaders that hold decode threads release them when their epoch is done (a new loader per epoch)."""
+    close = getattr(loader, "close", None)
+    if close is not None:
+        close()
+
+
 class TrainingStopped(RuntimeError):
     """The run cannot go on (e.g. repeated non-finite losses); one line saying why and what to change."""
 
@@ -193,10 +200,14 @@ class Trainer:
         if found:
             self._restore(*found)
         self.throughput = Throughput()
-        self.run_clips, self.run_start = 0, time.perf_counter()
+        self.run_clips, self.train_seconds, self.run_start = 0, 0.0, time.perf_counter()
         stopped_by_budget = False
         while epoch < cfg.train.epochs:
+            if loader is None:
+                loader = self.make_train_loader(epoch, 0)
             stop_step = self._train_epoch(epoch, loader, start_step, steps_per_epoch)
+            _close(loader)
+            loader = None
             stopped_by_budget = stop_step is not None
             last_epoch = epoch + 1 == cfg.train.epochs
             if stopped_by_budget or last_epoch or (epoch + 1) % cfg.eval.every_epochs == 0:
@@ -209,16 +220,25 @@ class Trainer:
             if last_epoch or (epoch + 1) % cfg.train.checkpoint_every_epochs == 0:
                 self._save(epoch + 1, 0, best=best)
             epoch, start_step = epoch + 1, 0
-            if epoch < cfg.train.epochs:
-                loader = self.make_train_loader(epoch, 0)
-        run_time = max(time.perf_counter() - self.run_start, 1e-9)
+        if loader is not None:
+            _close(loader)  # resumed after the last epoch: nothing to train
+        if self.last_eval is None:  # e.g. resumed after the last epoch: still report the final model
+            self._evaluate(cfg.train.epochs - 1)
         if self.log:
             self.log.close()
-        return TrainResult(self.last_checkpoint, self.last_eval, self.run_clips / run_time, self.global_step,
-                           stopped_by_budget)
+        return TrainResult(self.last_checkpoint, self.last_eval, self.run_clips / max(self.train_seconds, 1e-9),
+                           self.global_step, stopped_by_budget)
 
     def _train_epoch(self, epoch: int, loader: Iterable[Batch], start_step: int, steps: int) -> Optional[int]:
         """Train from `start_step` to the end of the epoch; returns the next step if the time budget stopped it."""
+        cfg, ctx = self.cfg, self.ctx
+        started = time.perf_counter()
+        try:
+            return self._train_steps(epoch, loader, start_step, steps)
+        finally:
+            self.train_seconds += time.perf_counter() - started
+
+    def _train_steps(self, epoch: int, loader: Iterable[Batch], start_step: int, steps: int) -> Optional[int]:
         cfg, ctx = self.cfg, self.ctx
         accumulation = cfg.optim.accumulation_steps
         batches = iter(loader)
