@@ -122,6 +122,8 @@ class Trainer:
         self.best_top1 = -1.0
         self.last_eval: Optional[list[DatasetAccuracy]] = None
         self.last_checkpoint: Optional[Path] = None
+        # The untrained projection, kept in every checkpoint: the relations report's chance baseline.
+        self.initial_projection = projection_weights(self.model, len(self.names))
         self.term_sums: dict[str, torch.Tensor] = {}  # loss terms summed over the finite steps since the last log
         self.term_count = 0
         self.step_lr = cfg.optim.lr
@@ -153,6 +155,7 @@ class Trainer:
             "config": config_to_dict(self.cfg),
             "dataset_names": self.names,
             "projection": projection_weights(self.model, len(self.names)),
+            "projection_init": self.initial_projection,
             "evaluation": [dataclasses.asdict(r) for r in self.last_eval] if self.last_eval else None,
         }
 
@@ -171,6 +174,7 @@ class Trainer:
         self.global_step = state["global_step"]
         self.nonfinite_total = state["nonfinite_total"]
         self.best_top1 = state["best_top1"]
+        self.initial_projection = state["projection_init"]
         if len(state["rng"]) == self.ctx.world_size:
             set_rng_state(state["rng"][self.ctx.rank])
         else:
