@@ -46,7 +46,8 @@ class FakeLoader:
         video = torch.randn(size, *VIDEO_SHAPE, generator=gen) + label.view(-1, 1, 1, 1, 1).float()
         if step in self.nan_steps:
             video[0] = float("nan")
-        return Batch(video, label, dataset, torch.arange(size), torch.ones(size, dtype=torch.bool))
+        index = step * size + torch.arange(size)  # unique within an epoch, as manifest rows are
+        return Batch(video, label, dataset, index, torch.ones(size, dtype=torch.bool))
 
     def __iter__(self):
         for step in range(self.start_step, self.steps):
