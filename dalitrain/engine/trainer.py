@@ -127,6 +127,8 @@ class Trainer:
         self.term_sums: dict[str, torch.Tensor] = {}  # loss terms summed over the finite steps since the last log
         self.term_count = 0
         self.step_lr = cfg.optim.lr
+        self.throughput = Throughput()  # for the progress lines, reset at each
+        self.run_clips, self.train_seconds, self.run_start = 0, 0.0, time.perf_counter()  # for the whole run
 
     def autocast(self):
         return torch.autocast(self.ctx.device.type, dtype=torch.bfloat16, enabled=self.bf16)
@@ -203,8 +205,8 @@ class Trainer:
                                          steps_per_epoch=math.ceil(steps_per_epoch / accumulation))
         if found:
             self._restore(*found)
-        self.throughput = Throughput()
-        self.run_clips, self.train_seconds, self.run_start = 0, 0.0, time.perf_counter()
+        self.throughput.reset()
+        self.run_start = time.perf_counter()  # the time budget counts from here
         stopped_by_budget = False
         while epoch < cfg.train.epochs:
             if loader is None:
