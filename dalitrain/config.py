@@ -267,13 +267,23 @@ def _apply_override(raw: dict, cls: type, path: list[str], value: Any, text: str
             node = child
 
 
-def load_config(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig:
-    """Load a YAML experiment file, apply `KEY=VALUE` overrides, and check every key and type."""
-    path = Path(path)
+def _merge(base: dict, over: dict) -> dict:
+    """`over` on top of `base`, mapping by mapping; lists and values in `over` replace those of `base`."""
+    merged = dict(base)
+    for key, value in over.items():
+        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) \
+            else value
+    return merged
+
+
+def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict:
+    """A config file's mapping; `base: OTHER.yaml` (relative to the file) puts the file on top of OTHER, so that
+    variants of a recipe (ablations) state only what they change."""
     try:
         raw = _yaml_load(path.read_text())
     except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
+        where = f" (the base of {chain[-1]})" if chain else ""
+        raise ConfigError(f"{path}: no such config file{where}") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
@@ -281,6 +291,21 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig
     raw = raw if raw is not None else {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: top level: expected a mapping of sections, got {type(raw).__name__}")
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: base: expected the file name of another config, got {base!r}")
+    base_path = (path.parent / base).resolve()
+    if base_path in chain or base_path == path.resolve():
+        raise ConfigError(f"{path}: base: {base} is already in the chain of bases (a cycle)")
+    return _merge(_read_yaml(base_path, chain + (path.resolve(),)), raw)
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig:
+    """Load a YAML experiment file (and its `base`), apply `KEY=VALUE` overrides, and check every key and type."""
+    path = Path(path)
+    raw = _read_yaml(path)
     for text in overrides:
         keys, value = _parse_override(text)
         _apply_override(raw, ExperimentConfig, keys, value, text)

@@ -1,0 +1,80 @@
+"""Multi-view evaluation: per-dataset top-1/top-5 on the original heads, softmax averaged over a video's views.
+
+Every view (temporal clip x spatial crop) of a video carries the same (dataset, index); the softmax of that
+dataset's head is summed per video (averaging and summing have the same top-k), then ranked. The projected
+logits are a training signal only, so evaluation scores the original heads, as the paper does. Rows marked
+invalid (padding that makes the last batch full) are ignored. Under data parallelism the per-video sums are
+merged across ranks, so a video whose views landed on different ranks is still counted once.
+"""
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import torch
+from torch import nn
+
+from dalitrain.data.batch import Batch
+from dalitrain.engine.distributed import gather_objects
+
+
+@dataclass
+class DatasetAccuracy:
+    name: str
+    top1: float  # percent
+    top5: float  # percent (top-k with k = min(5, classes))
+    chance_top1: float
+    chance_top5: float
+    videos: int  # videos evaluated
+    expected: int  # videos in the validation manifest
+
+
+VideoScores = dict[tuple[int, int], tuple[torch.Tensor, int]]  # (dataset, index) -> (softmax sum, label)
+
+
+def _accumulate(scores: VideoScores, batch: Batch, logits: list[torch.Tensor]) -> None:
+    for k in torch.unique(batch.dataset[batch.valid]).tolist():
+        rows = (batch.dataset == k) & batch.valid
+        probs = torch.softmax(logits[k][rows].float(), dim=-1).cpu()
+        for index, label, prob in zip(batch.index[rows].tolist(), batch.label[rows].tolist(), probs):
+            key = (k, index)
+            scores[key] = (scores[key][0] + prob, label) if key in scores else (prob, label)
+
+
+def _merge(per_rank: list[VideoScores]) -> VideoScores:
+    merged: VideoScores = {}
+    for scores in per_rank:
+        for key, (prob, label) in scores.items():
+            merged[key] = (merged[key][0] + prob, label) if key in merged else (prob, label)
+    return merged
+
+
+def _topk_percent(scores: VideoScores, dataset: int, k: int) -> tuple[float, int]:
+    hits = [label in prob.topk(min(k, prob.numel())).indices.tolist()
+            for (d, _), (prob, label) in scores.items() if d == dataset]
+    return (100.0 * sum(hits) / len(hits) if hits else 0.0), len(hits)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: Iterable[Batch], *, dataset_names: list[str], num_classes: list[int],
+             expected: list[int], device: torch.device,
+             autocast: Callable[[], AbstractContextManager]) -> list[DatasetAccuracy]:
+    was_training = model.training
+    model.eval()
+    scores: VideoScores = {}
+    for batch in loader:
+        batch = batch.to(device)
+        with autocast():
+            logits = model(batch.video).logits
+        _accumulate(scores, batch, logits)
+    model.train(was_training)
+    scores = _merge(gather_objects(scores))
+    results = []
+    for k, name in enumerate(dataset_names):
+        top1, videos = _topk_percent(scores, k, 1)
+        top5, _ = _topk_percent(scores, k, 5)
+        classes = num_classes[k]
+        results.append(DatasetAccuracy(name, top1, top5, 100.0 / classes, 100.0 * min(5, classes) / classes,
+                                       videos, expected[k]))
+    return results

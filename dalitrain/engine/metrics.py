@@ -1,0 +1,69 @@
+"""What a run reports while it trains: one progress line per `log_every` steps, and every record as a JSON line
+in `OUTPUT_DIR/metrics.jsonl` (TensorBoard too when it is installed).
+
+The JSON file is opened in append mode and flushed per line, so a killed run keeps everything it logged and a
+resumed run continues the same file.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+
+class MetricsLog:
+    def __init__(self, output_dir: str | Path):
+        self.path = Path(output_dir) / "metrics.jsonl"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "a")
+        self._tensorboard = _tensorboard_writer(Path(output_dir) / "tensorboard")
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+        if self._tensorboard is not None:
+            step = record.get("step", 0)
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and key != "step":
+                    self._tensorboard.add_scalar(f"{record.get('kind', 'run')}/{key}", value, step)
+
+    def close(self) -> None:
+        self._file.close()
+        if self._tensorboard is not None:
+            self._tensorboard.close()
+
+
+def _tensorboard_writer(directory: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is optional
+        return None
+    return SummaryWriter(str(directory))
+
+
+class Throughput:
+    """Clips per second and the share of wall time spent waiting for data, since the last `reset()`."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.start = time.perf_counter()
+        self.data_wait = 0.0
+        self.clips = 0
+
+    def add(self, clips: int, data_wait: float) -> None:
+        self.clips += clips
+        self.data_wait += data_wait
+
+    def read(self) -> tuple[float, float]:
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        return self.clips / elapsed, self.data_wait / elapsed
+
+
+def progress_line(*, epoch: int, epochs: int, step: int, steps: int, terms: dict[str, float], lr: float,
+                  clips_per_s: float, data_share: float) -> str:
+    losses = " ".join(f"{name} {value:.4f}" for name, value in terms.items())
+    return (f"epoch {epoch + 1}/{epochs} step {step}/{steps} | {losses} | lr {lr:.3g} | "
+            f"{clips_per_s:.1f} clips/s | data wait {100 * data_share:.0f}%")

@@ -1,0 +1,61 @@
+"""Mixup and CutMix for video, applied within each dataset's samples of a mixed batch.
+
+Labels of different datasets live in different label spaces, so a sample is only ever mixed with another sample
+of its own dataset (a random permutation inside each dataset's group; a dataset with one sample in the batch is
+paired with itself, which leaves it unchanged). One mixing coefficient per batch, as in Mixup/CutMix; CutMix cuts
+the same spatial box through all frames and sets lam to the share of the clip that was kept. Randomness comes
+from torch's global generator, which checkpoints save and restore, so resumed runs mix identically.
+"""
+from __future__ import annotations
+
+import torch
+
+from dalitrain.losses.classification import Targets
+
+
+def permutation_within_groups(group: torch.Tensor) -> torch.Tensor:
+    """[B] index: partner[b] is a random sample with group[partner[b]] == group[b]."""
+    partner = torch.arange(group.numel(), device=group.device)
+    for value in torch.unique(group):
+        members = torch.nonzero(group == value).flatten()
+        partner[members] = members[torch.randperm(members.numel()).to(group.device)]
+    return partner
+
+
+def _beta(alpha: float) -> float:
+    return float(torch.distributions.Beta(alpha, alpha).sample())
+
+
+def _cut_box(height: int, width: int, lam: float) -> tuple[int, int, int, int]:
+    """A random box covering about 1 - lam of the frame (clipped at the borders), as (y0, y1, x0, x1)."""
+    ratio = (1.0 - lam) ** 0.5
+    cut_h, cut_w = int(height * ratio), int(width * ratio)
+    cy = int(torch.randint(height, ()))
+    cx = int(torch.randint(width, ()))
+    y0, y1 = max(cy - cut_h // 2, 0), min(cy + cut_h // 2, height)
+    x0, x1 = max(cx - cut_w // 2, 0), min(cx + cut_w // 2, width)
+    return y0, y1, x0, x1
+
+
+def mix_within_datasets(video: torch.Tensor, label: torch.Tensor, dataset: torch.Tensor, *,
+                        mixup_alpha: float, cutmix_alpha: float) -> tuple[torch.Tensor, Targets]:
+    """Mixup or CutMix (chosen at random when both alphas are > 0) on video [B, C, T, H, W].
+
+    Returns the mixed video and the targets; with both alphas 0 the input comes back unchanged.
+    """
+    if mixup_alpha <= 0 and cutmix_alpha <= 0:
+        return video, Targets.plain(label)
+    partner = permutation_within_groups(dataset)
+    use_cutmix = cutmix_alpha > 0 and (mixup_alpha <= 0 or bool(torch.rand(()) < 0.5))
+    if use_cutmix:
+        lam = _beta(cutmix_alpha)
+        height, width = video.shape[-2:]
+        y0, y1, x0, x1 = _cut_box(height, width, lam)
+        video = video.clone()
+        video[..., y0:y1, x0:x1] = video[partner][..., y0:y1, x0:x1]
+        lam = 1.0 - (y1 - y0) * (x1 - x0) / (height * width)
+    else:
+        lam = _beta(mixup_alpha)
+        video = lam * video + (1.0 - lam) * video[partner]
+    lam_rows = torch.full(label.shape, lam, dtype=torch.float32, device=label.device)
+    return video, Targets(label, label[partner], lam_rows)

@@ -1,0 +1,97 @@
+import json
+import re
+import struct
+import zlib
+
+import numpy as np
+import pytest
+import torch
+
+from dalitrain.engine.checkpoint import CheckpointError
+from dalitrain.engine.relations import heatmap, load_relations, precision_at_k, read_planted, top_pairs, run
+
+NAMES = ["a", "b"]  # a: 2 classes, b: 3 classes
+
+
+def planted_table():
+    # relations[i][j][x][y] = P(label_j = y | label_i = x), for videos of dataset i
+    return {"classes": {"a": ["a0", "a1"], "b": ["b0", "b1", "b2"]},
+            "relations": {"a": {"b": [[1.0, 0.0, 0.0], [0.0, 0.5, 0.5]]},
+                          "b": {"a": [[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]]}}}
+
+
+def write_run(tmp_path, trained, initial):
+    (tmp_path / "relations.json").write_text(json.dumps(planted_table()))
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "classes.txt").write_text("b zero\nb one\nb two\n")
+    config = {"data": {"base_dir": str(tmp_path), "datasets": [
+        {"name": "a", "num_classes": 2, "class_names": None},
+        {"name": "b", "num_classes": 3, "class_names": "b/classes.txt"}]}}
+    state = {"model": {}, "optimizer": {}, "scheduler": {}, "epoch": 1, "step_in_epoch": 0, "global_step": 10,
+             "config": config, "dataset_names": NAMES,
+             "projection": {k: torch.tensor(v) for k, v in trained.items()},
+             "projection_init": {k: torch.tensor(v) for k, v in initial.items()}}
+    path = tmp_path / "step.pt"
+    torch.save(state, path)
+    return path
+
+
+# W(src -> dst) has shape [C_dst, C_src]
+GOOD = {"0->1": [[0.9, 0.0], [0.0, 0.8], [0.1, 0.7]],  # truth: relations[b][a] -> b0~a0, b1~a1, b2~a1
+        "1->0": [[0.9, -0.5, 0.2], [0.0, 0.6, 0.5]]}  # truth: relations[a][b] -> a0~b0, a1~b1, a1~b2
+BAD = {"0->1": [[0.0, 0.9], [0.8, 0.0], [0.7, 0.1]], "1->0": [[0.0, 0.6, 0.5], [0.9, 0.0, 0.0]]}
+
+
+def test_top_pairs_by_hand():
+    w = np.array([[0.1, 0.9], [0.5, -1.0], [0.3, 0.2]])  # [C_dst=3, C_src=2]
+    assert top_pairs(w, 2) == [(1, 0, 0.9), (0, 1, 0.5)]
+
+
+def test_precision_by_hand(tmp_path):
+    learned = load_relations(write_run(tmp_path, GOOD, BAD))
+    planted = read_planted(tmp_path / "relations.json", NAMES)
+    # top-3 of 0->1: (a0,b0) (a1,b1) (a1,b2): all planted; of 1->0: (b0,a0) (b1,a1) (b2,a1): all planted
+    assert precision_at_k(learned.trained, planted, 3) == 100.0
+    # BAD top-3 of 0->1: (a1,b0) (a0,b1) (a0,b2) none; of 1->0: (b0,a1) (b1,a0) (b2,a0) none
+    assert precision_at_k(learned.initial, planted, 3) == 0.0
+    # top-4 of GOOD 1->0 adds (b2, a0) = 0.2 whose P(b2 | a0) = 0: 3/4; 0->1 adds (a0, b2) = 0.1: 3/4
+    assert precision_at_k(learned.trained, planted, 4) == 75.0
+
+
+def test_cli_report_and_png(tmp_path, capsys):
+    path = write_run(tmp_path, GOOD, BAD)
+    png = tmp_path / "rel.png"
+    args = type("Args", (), {"checkpoint": str(path), "top": 3, "png": str(png), "relations": None})
+    assert run(args) == 0
+    out = capsys.readouterr().out
+    assert "a -> b:" in out and re.search(r"class 0 +-> b zero +\+0\.900  \(planted\)", out)
+    assert "trained 100.0%, untrained 0.0%" in out
+    data = png.read_bytes()
+    width, height = struct.unpack(">II", data[16:24])
+    assert width == height == 2 * 8 + 4 + 3 * 8 + 4
+
+
+def test_heatmap_blocks_and_png_roundtrip(tmp_path):
+    weights = {(0, 1): np.array([[1.0, -1.0], [0.0, 0.5], [0.0, 0.0]]), (1, 0): np.zeros((2, 3))}
+    image = heatmap(weights, [2, 3])
+    # block (dst 1, src 0) starts at y = 2*8+4 = 20, x = 0: entry [0, 0] = +1 -> red, [0, 1] = -1 -> blue
+    assert tuple(image[20, 0]) == (178, 24, 43) and tuple(image[20, 8]) == (33, 102, 172)
+    assert tuple(image[0, 0]) == (200, 200, 200)  # diagonal block: no self-projection
+    from dalitrain.engine.png import encode_png
+    data = encode_png(image)
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    length = struct.unpack(">I", data[33:37])[0]
+    assert data[37:41] == b"IDAT"
+    crc = struct.unpack(">I", data[41 + length:45 + length])[0]
+    assert crc == zlib.crc32(data[37:41 + length])
+    raw = np.frombuffer(zlib.decompress(data[41:41 + length]), dtype=np.uint8).reshape(image.shape[0], -1)
+    assert np.all(raw[:, 0] == 0) and np.array_equal(raw[:, 1:].reshape(image.shape), image)
+
+
+def test_bad_inputs_are_one_line(tmp_path):
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        load_relations(tmp_path / "missing.pt")
+    bad = tmp_path / "relations.json"
+    bad.write_text("{}")
+    with pytest.raises(ValueError, match=r"relations.json: not a synthetic-corpus relations.json"):
+        read_planted(bad, NAMES)

@@ -1,0 +1,85 @@
+import json
+
+import pytest
+import torch
+
+pytest.importorskip("dalitrain.kernels.informative_loss")
+
+from fakes import FakeLoader, FakeModel, fake_config  # noqa: E402
+
+from dalitrain.config import TrainConfig  # noqa: E402
+from dalitrain.engine.distributed import init_distributed  # noqa: E402
+from dalitrain.engine.trainer import Trainer, TrainingStopped  # noqa: E402
+
+
+def trainer(tmp_path, nan_steps=(), steps=4, accumulation=1, with_eval=False, **train):
+    cfg = fake_config(str(tmp_path), train=TrainConfig(**{"epochs": 1, "output_dir": str(tmp_path), "log_every": 1,
+                                                          "bf16": False, **train}))
+    cfg.optim.accumulation_steps = accumulation
+    model = FakeModel()
+    loaders = lambda epoch, start: FakeLoader(epoch=epoch, start_step=start, nan_steps=nan_steps,  # noqa: E731
+                                              steps=steps)
+    # evaluation: the 3 x 4 samples of a held-out "epoch", each seen as two identical views
+    evaluation = (lambda: [b for b in FakeLoader(epoch=99, steps=3) for _ in range(2)]) if with_eval else None
+    return Trainer(cfg, init_distributed("cpu"), model, train_loader=loaders, eval_loader=evaluation,
+                   expected_videos=[7, 5]), model
+
+
+def records(tmp_path):
+    return [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_nan_loss_is_skipped_and_counted(tmp_path, capsys):
+    t, model = trainer(tmp_path, nan_steps=(1,))
+    result = t.fit()
+    assert result.global_step == 4
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    train = [r for r in records(tmp_path) if r["kind"] == "train"]
+    assert [r["nonfinite_total"] for r in train] == [0, 1, 1, 1]
+    assert "non-finite loss or gradient at epoch 1 step 2: step skipped" in capsys.readouterr().out
+
+
+def test_repeated_nan_stops_with_a_clear_message(tmp_path):
+    t, _ = trainer(tmp_path, nan_steps=(0, 1, 2, 3), max_nonfinite_steps=3)
+    with pytest.raises(TrainingStopped, match="3 non-finite losses or gradients in a row"):
+        t.fit()
+
+
+def test_checkpoints_keep_last_and_config_written(tmp_path):
+    t, _ = trainer(tmp_path, epochs=3, keep_last=2)
+    result = t.fit()
+    names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert names == ["step-00000008.pt", "step-00000012.pt"]
+    assert result.checkpoint == tmp_path / "checkpoints" / "step-00000012.pt"
+    assert (tmp_path / "config.yaml").is_file()
+    state = torch.load(result.checkpoint, weights_only=True)
+    assert state["dataset_names"] == ["d0", "d1"] and state["projection"]["0->1"].shape == (5, 3)
+
+
+def test_time_budget_stops_and_saves_the_data_position(tmp_path, capsys):
+    t, _ = trainer(tmp_path, epochs=2, time_budget_minutes=0.0)
+    result = t.fit()
+    assert result.stopped_by_budget and result.global_step == 1
+    state = torch.load(result.checkpoint, weights_only=True)
+    assert (state["epoch"], state["step_in_epoch"]) == (0, 1)
+    assert "time budget" in capsys.readouterr().out
+
+
+def test_accumulation_steps_once_per_window(tmp_path):
+    t, _ = trainer(tmp_path, steps=5, accumulation=2)
+    assert t.fit().global_step == 3  # windows of 2, 2 and the epoch's last 1
+
+
+def test_evaluation_best_checkpoint_and_resume_of_a_finished_run(tmp_path, capsys):
+    t, _ = trainer(tmp_path, with_eval=True, epochs=2)
+    result = t.fit()
+    videos = {r.name: r.videos for r in result.evaluation}
+    assert sum(videos.values()) == 12 and all(0 <= r.top1 <= 100 for r in result.evaluation)
+    assert (tmp_path / "checkpoints" / "best.pt").is_file()
+    evals = [r for r in records(tmp_path) if r["kind"] == "eval"]
+    assert [r["epoch"] for r in evals] == [1, 2]
+    # resumed after its last epoch: nothing to train, the final model is still evaluated
+    again, _ = trainer(tmp_path, with_eval=True, epochs=2)
+    second = again.fit()
+    assert second.global_step == 8 and second.evaluation is not None
+    assert "resumed from" in capsys.readouterr().out
