@@ -272,3 +272,14 @@ def test_demo_config_matches_the_corpus(corpus):
             entries = read_manifest(out / manifest, num_classes=dataset.num_classes)
             assert (out / dataset.root / entries[0].path).is_file()
         assert read_class_names(out / dataset.class_names) == summary[dataset.name]["classes"]
+
+
+def test_cli_bad_output_folder_is_one_line(tmp_path, capsys):
+    from dalitrain.cli import main
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    assert main(["synth", "--out", str(blocker), "--preset", "tiny"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(blocker) in err and "cannot create the output folder" in err
+    assert blocker.read_text() == "not a folder"
