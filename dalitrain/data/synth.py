@@ -133,9 +133,9 @@ class Preset:
 
 PRESETS = {
     # For the test suite: seconds to make, still long enough for 8 frames at stride 2.
-    "tiny": Preset(8, {"kinetics_like": Geometry(64, 48, 8, (20, 20), 2, 1),
-                       "moments_like": Geometry(48, 48, 8, (16, 16), 2, 1),
-                       "ssv2_like": Geometry(64, 48, 8, (16, 16), 2, 1),
+    "tiny": Preset(8, {"kinetics_like": Geometry(80, 60, 8, (20, 20), 2, 1),
+                       "moments_like": Geometry(64, 64, 8, (16, 16), 2, 1),
+                       "ssv2_like": Geometry(80, 60, 8, (16, 16), 2, 1),
                        "activitynet_like": Geometry(96, 54, 8, (40, 48), 1, 1)}),
     # For `dalitrain demo`: about a minute on 2 cores, enough for a tiny MViT to learn on a CPU.
     "demo": Preset(12, {"kinetics_like": Geometry(128, 96, 12, (40, 40), 20, 6),
