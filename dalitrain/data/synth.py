@@ -15,6 +15,10 @@ right-to-left, approaching / receding, clockwise / counter-clockwise), so flippi
 changes the label and averaging the frames over time cannot tell the pair apart. In activitynet_like videos the
 object appears only inside the annotated segment; before and after it the scene holds distractors only.
 
+Presets (`PRESETS`): `demo` (small videos, ~650 train videos, about a minute on 2 cores), `bench` (short side
+256, 25 fps, 10 s Kinetics-like clips, a key frame every 25 frames; few videos, for throughput) and `tiny` (for
+the test suite).
+
 Layout written under `out_dir`:
 
     corpus.json                 {"preset", "seed", "codec", "complete", "datasets": {name: {"classes": [...],
