@@ -15,6 +15,10 @@ right-to-left, approaching / receding, clockwise / counter-clockwise), so flippi
 changes the label and averaging the frames over time cannot tell the pair apart. In activitynet_like videos the
 object appears only inside the annotated segment; before and after it the scene holds distractors only.
 
+Presets (`PRESETS`): `demo` (small videos, ~650 train videos, about a minute on 2 cores), `bench` (short side
+256, 25 fps, 10 s Kinetics-like clips, a key frame every 25 frames; few videos, for throughput) and `tiny` (for
+the test suite).
+
 Layout written under `out_dir`:
 
     corpus.json                 {"preset", "seed", "codec", "complete", "datasets": {name: {"classes": [...],
@@ -38,9 +42,10 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -132,9 +137,9 @@ class Preset:
 
 PRESETS = {
     # For the test suite: seconds to make, still long enough for 8 frames at stride 2.
-    "tiny": Preset(8, {"kinetics_like": Geometry(64, 48, 8, (20, 20), 2, 1),
-                       "moments_like": Geometry(48, 48, 8, (16, 16), 2, 1),
-                       "ssv2_like": Geometry(64, 48, 8, (16, 16), 2, 1),
+    "tiny": Preset(8, {"kinetics_like": Geometry(80, 60, 8, (20, 20), 2, 1),
+                       "moments_like": Geometry(64, 64, 8, (16, 16), 2, 1),
+                       "ssv2_like": Geometry(80, 60, 8, (16, 16), 2, 1),
                        "activitynet_like": Geometry(96, 54, 8, (40, 48), 1, 1)}),
     # For `dalitrain demo`: about a minute on 2 cores, enough for a tiny MViT to learn on a CPU.
     "demo": Preset(12, {"kinetics_like": Geometry(128, 96, 12, (40, 40), 20, 6),
@@ -232,25 +237,41 @@ def _write_dataset_files(folder: Path, spec: DatasetSpec, videos: list[PlannedVi
         out.writelines(json.dumps(video.record()) + "\n" for video in videos)
 
 
+def _summary(preset: str) -> dict:
+    """corpus.json's per-dataset entry: classes, split sizes, how to sample it, frame size and rate."""
+    summary = {}
+    for spec in DATASETS:
+        geometry = PRESETS[preset].geometry[spec.name]
+        classes = len(spec.space.classes)
+        summary[spec.name] = {"classes": list(spec.space.classes), "train": geometry.train_per_class * classes,
+                              "val": geometry.val_per_class * classes, "sampling": spec.sampling,
+                              "flip": spec.flip, "width": geometry.width, "height": geometry.height,
+                              "fps": geometry.fps}
+    return summary
+
+
 def generate_corpus(out_dir: str | Path, preset: str = "demo", seed: int = 0, codec: str = "vp9",
-                    workers: int | None = None) -> dict:
-    """Generate (or finish) the corpus in `out_dir`; returns {dataset: {"classes", "train", "val"}}."""
+                    workers: int | None = None, progress: Callable[[int, int], None] | None = None) -> dict:
+    """Generate (or finish) the corpus in `out_dir`; returns {dataset: {"classes", "train", "val"}}.
+
+    `progress(done, total)` is called after each video made in this run.
+    """
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
     if codec not in CODECS:
         raise ValueError(f"unknown codec {codec!r} (choose from {', '.join(CODECS)})")
+    if seed < 0 or (workers is not None and workers < 1):
+        raise ValueError(f"seed must be >= 0 and workers >= 1, got seed={seed}, workers={workers}")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"{out_dir}: cannot create the output folder ({err.strerror})") from None
     settings = {"preset": preset, "seed": seed, "codec": codec}
     _check_same_corpus(out_dir / "corpus.json", settings)
     plans = {spec.name: plan_dataset(spec, PRESETS[preset].geometry[spec.name], seed, CODECS[codec][2])
              for spec in DATASETS}
-    summary = {spec.name: {"classes": list(spec.space.classes),
-                           **{split: sum(v.split == split for v in plans[spec.name]) for split in SPLITS},
-                           "sampling": spec.sampling, "flip": spec.flip,
-                           **{key: getattr(PRESETS[preset].geometry[spec.name], key)
-                              for key in ("width", "height", "fps")}}
-               for spec in DATASETS}
+    summary = _summary(preset)
     _write_json(out_dir / "corpus.json", {**settings, "complete": False, "datasets": summary})
     _write_json(out_dir / "relations.json", relations_table())
 
@@ -263,13 +284,18 @@ def generate_corpus(out_dir: str | Path, preset: str = "demo", seed: int = 0, co
     workers = max(1, min(workers or os.cpu_count() or 1, len(todo)))
     gop = PRESETS[preset].gop
     if workers == 1:
-        for video, path in todo:
+        for done, (video, path) in enumerate(todo, start=1):
             _make_video(video, path, codec, gop)
+            if progress:
+                progress(done, len(todo))
     else:
         # spawn, not fork: callers (the demo, tests) may already run torch or DALI threads
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            for done in [pool.submit(_make_video, video, path, codec, gop) for video, path in todo]:
-                done.result()
+            futures = [pool.submit(_make_video, video, path, codec, gop) for video, path in todo]
+            for done, future in enumerate(as_completed(futures), start=1):
+                future.result()
+                if progress:
+                    progress(done, len(todo))
 
     for spec in DATASETS:
         _write_dataset_files(out_dir / spec.name, spec, plans[spec.name])

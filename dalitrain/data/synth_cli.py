@@ -19,8 +19,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
+
+    def report(done: int, total: int) -> None:
+        if done == total or done % max(1, total // 10) == 0:
+            print(f"  {done}/{total} videos ({time.perf_counter() - started:.0f} s)", flush=True)
+
     summary = generate_corpus(args.out, preset=args.preset, seed=args.seed, codec=args.codec,
-                              workers=args.workers)
+                              workers=args.workers, progress=report)
     for name, info in summary.items():
         print(f"{name:18s} {len(info['classes']):3d} classes  {info['train']:4d} train  {info['val']:4d} val")
     print(f"corpus in {args.out} ({args.preset}, seed {args.seed}, {args.codec}) "

@@ -75,7 +75,7 @@ def test_other_seed_differs_and_mixed_settings_refused(corpus, tmp_path):
         generate_corpus(out, preset="tiny", seed=4)
     assert json.loads((out / "corpus.json").read_text())["complete"] is True  # nothing overwritten
     spec = DATASETS_BY_NAME["kinetics_like"]
-    geometry = Geometry(64, 48, 8, (20, 20), 2, 1)
+    geometry = Geometry(80, 60, 8, (20, 20), 2, 1)
     first = [v.clip for v in plan_dataset(spec, geometry, 3, ".webm")]
     other = [v.clip for v in plan_dataset(spec, geometry, 4, ".webm")]
     assert first == [v.clip for v in plan_dataset(spec, geometry, 3, ".webm")] and first != other
@@ -122,7 +122,7 @@ def check_trajectory(frames, record, width, height):
         assert travel > 0.1 * width and np.ptp(y) > 0.15 * height
     else:  # static or rotate: the object stays in place
         assert np.ptp(x) < 0.06 * width and np.ptp(y) < 0.06 * height
-    if factors["motion"] == "rotate" and factors["shape"] == "disc":
+    if factors["motion"] == "rotate" and factors["shape"] == "disc" and factors["scale"] == "none":
         # the wedge cut out of the disc pulls its centroid off-centre; on screen (y down) clockwise = angle grows
         union = mask.any(0)
         ys, xs = np.nonzero(union)
@@ -272,3 +272,14 @@ def test_demo_config_matches_the_corpus(corpus):
             entries = read_manifest(out / manifest, num_classes=dataset.num_classes)
             assert (out / dataset.root / entries[0].path).is_file()
         assert read_class_names(out / dataset.class_names) == summary[dataset.name]["classes"]
+
+
+def test_cli_bad_output_folder_is_one_line(tmp_path, capsys):
+    from dalitrain.cli import main
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    assert main(["synth", "--out", str(blocker), "--preset", "tiny"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(blocker) in err and "cannot create the output folder" in err
+    assert blocker.read_text() == "not a folder"
