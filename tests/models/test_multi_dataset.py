@@ -55,3 +55,10 @@ def test_linear_heads_checkpointing_and_drop_path_reach_the_backbone():
     assert all(isinstance(h, torch.nn.Linear) for h in model.heads)
     assert model.backbone.activation_checkpointing
     assert model.backbone.blocks[-1].drop_path.p == pytest.approx(0.2)
+
+
+def test_compile_flag_compiles_the_backbone_in_place_keeping_state_dict_keys():
+    plain = build_model(small_config(), num_classes=CLASSES, num_frames=8, crop_size=64)
+    compiled = build_model(small_config(compile=True), num_classes=CLASSES, num_frames=8, crop_size=64)
+    assert compiled.backbone._compiled_call_impl is not None and plain.backbone._compiled_call_impl is None
+    assert list(compiled.state_dict()) == list(plain.state_dict())
