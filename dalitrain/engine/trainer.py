@@ -237,7 +237,6 @@ class Trainer:
 
     def _train_epoch(self, epoch: int, loader: Iterable[Batch], start_step: int, steps: int) -> Optional[int]:
         """Train from `start_step` to the end of the epoch; returns the next step if the time budget stopped it."""
-        cfg, ctx = self.cfg, self.ctx
         started = time.perf_counter()
         try:
             return self._train_steps(epoch, loader, start_step, steps)
