@@ -81,7 +81,8 @@ def projection_weights(model: nn.Module, num_datasets: int) -> dict[str, torch.T
     projection = getattr(model, "projection", None)
     if projection is None:
         return {}
-    return {f"{src}->{dst}": projection.weight(src, dst).detach().float().cpu()
+    # clone: on the CPU, detach/float/cpu return views of the live weights, and a snapshot must not follow them
+    return {f"{src}->{dst}": projection.weight(src, dst).detach().float().cpu().clone()
             for src in range(num_datasets) for dst in range(num_datasets) if src != dst}
 
 
