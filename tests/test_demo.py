@@ -14,7 +14,7 @@ def test_demo_writes_the_summary(tmp_path):
     from dalitrain.data.synth import generate_corpus
 
     generate_corpus(tmp_path / "corpus", preset="tiny", seed=0)  # the demo uses a complete corpus as it is
-    done = subprocess.run([sys.executable, "-m", "dalitrain.cli", "demo", "--minutes", "0.6", "--out",
+    done = subprocess.run([sys.executable, "-m", "dalitrain.cli", "demo", "--minutes", "0.5", "--out",
                            str(tmp_path)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     summary_path = tmp_path / "summary.json"

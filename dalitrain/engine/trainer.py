@@ -81,7 +81,8 @@ def projection_weights(model: nn.Module, num_datasets: int) -> dict[str, torch.T
     projection = getattr(model, "projection", None)
     if projection is None:
         return {}
-    return {f"{src}->{dst}": projection.weight(src, dst).detach().float().cpu()
+    # clone: on the CPU, detach/float/cpu return views of the live weights, and a snapshot must not follow them
+    return {f"{src}->{dst}": projection.weight(src, dst).detach().float().cpu().clone()
             for src in range(num_datasets) for dst in range(num_datasets) if src != dst}
 
 
@@ -237,7 +238,6 @@ class Trainer:
 
     def _train_epoch(self, epoch: int, loader: Iterable[Batch], start_step: int, steps: int) -> Optional[int]:
         """Train from `start_step` to the end of the epoch; returns the next step if the time budget stopped it."""
-        cfg, ctx = self.cfg, self.ctx
         started = time.perf_counter()
         try:
             return self._train_steps(epoch, loader, start_step, steps)

@@ -54,6 +54,8 @@ def test_checkpoints_keep_last_and_config_written(tmp_path):
     assert (tmp_path / "config.yaml").is_file()
     state = torch.load(result.checkpoint, weights_only=True)
     assert state["dataset_names"] == ["d0", "d1"] and state["projection"]["0->1"].shape == (5, 3)
+    # the untrained projection is a snapshot: training moved the weights away from it
+    assert not torch.equal(state["projection"]["0->1"], state["projection_init"]["0->1"])
 
 
 def test_time_budget_stops_and_saves_the_data_position(tmp_path, capsys):
