@@ -50,10 +50,11 @@ from dalitrain.pipelines.graph import clip_pipeline
 log = logging.getLogger(__name__)
 
 # CPU strategies, fastest first as measured by benchmarks/bench_pipeline.py; "default" takes the first available.
-# PyAV releases the GIL while it decodes and converts, so the decode threads use every core; torchcodec costs a
-# little less CPU per clip but holds the GIL (its threads share one core); DALI's own CPU decoder
-# (`fn.decoders.video`) decodes from frame 0 instead of seeking to the key frame before the clip.
-CPU_DECODERS = ("pyav", "torchcodec", "dali")
+# On an otherwise idle 2-core machine (`dalitrain bench pipeline`, 2026-11-22) torchcodec gave 17.9 clips/s and
+# PyAV 13.2: torchcodec costs less CPU per clip (108 vs 130 ms). PyAV stays the fallback because it is a
+# runtime dependency, while torchcodec needs the system FFmpeg libraries (the `bench` extra). DALI's own CPU
+# decoder (`fn.decoders.video`) decodes from frame 0 instead of seeking to the key frame before the clip.
+CPU_DECODERS = ("torchcodec", "pyav", "dali")
 PREFETCH = 2  # batches being decoded ahead of the one DALI augments
 
 
