@@ -17,6 +17,8 @@ from typing import Any, Literal, Optional
 
 import yaml
 
+from dalitrain.fileio import write_atomic
+
 
 class _Loader(yaml.SafeLoader):
     """YAML 1.1 reads `3e-4` (no dot) as a string; every config writes learning rates that way."""
@@ -327,11 +329,7 @@ def dump_config(cfg: ExperimentConfig) -> str:
 
 def save_config(cfg: ExperimentConfig, path: str | Path) -> None:
     """Write the resolved config beside a run's outputs (temporary file + rename: never half-written)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(dump_config(cfg))
-    tmp.replace(path)
+    write_atomic(path, dump_config(cfg))
 
 
 def resolve_path(base_dir: str | Path, path: str | None) -> Path | None:

@@ -20,6 +20,7 @@ from dalitrain.config import load_config
 from dalitrain.data.synth import generate_corpus
 from dalitrain.engine.relations import heatmap, load_relations, precision_at_k, read_planted
 from dalitrain.engine.png import write_png
+from dalitrain.fileio import write_atomic
 from dalitrain.train import train
 
 TRAIN_SHARE = 0.8  # of the time left after the corpus; the rest is for evaluation and the report
@@ -85,10 +86,7 @@ def run(args: argparse.Namespace) -> int:
         "stopped_by_budget": result.stopped_by_budget,
         "wall_minutes": (time.monotonic() - started) / 60.0,
     }
-    path = out / "summary.json"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(summary, indent=2))
-    tmp.replace(path)
+    path = write_atomic(out / "summary.json", json.dumps(summary, indent=2))
     print(summary_table(summary))
     print(f"summary: {path}")
     return 0

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional
 
+from dalitrain.fileio import write_atomic
+
 
 class ManifestError(ValueError):
     """A malformed manifest or class-name file: `<file>:<line>: <reason>`."""
@@ -112,9 +114,6 @@ def read_manifest(path: str | Path, num_classes: Optional[int] = None) -> list[M
 
 def write_manifest(path: str | Path, entries: list[ManifestEntry]) -> None:
     """Write entries back: a CSV when any carries a segment, `path label` lines otherwise."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
     if any(e.start is not None or e.end is not None for e in entries):
         start_key, end_key = ("start_frame", "end_frame") if entries[0].unit == "frame" else ("start", "end")
         fmt = lambda v: "" if v is None else f"{v:g}"  # noqa: E731
@@ -122,8 +121,7 @@ def write_manifest(path: str | Path, entries: list[ManifestEntry]) -> None:
         rows += [f"{e.path},{e.label},{fmt(e.start)},{fmt(e.end)}" for e in entries]
     else:
         rows = [f"{e.path} {e.label}" for e in entries]
-    tmp.write_text("\n".join(rows) + "\n")
-    tmp.replace(path)
+    write_atomic(path, "\n".join(rows) + "\n")
 
 
 def read_class_names(path: str | Path) -> list[str]:

@@ -54,6 +54,7 @@ from dalitrain.data.synth_factors import (MOTION_VERBS, MOTIONS, SHAPES, TEMPORA
                                           Factors, FactorPrior, LabelSpace, colour_and_motion, motion_only,
                                           relation, shape_and_motion, temporal_direction)
 from dalitrain.data.synth_render import CODECS, Clip, Domain, encode, render_frames
+from dalitrain.fileio import write_atomic
 
 SPLITS = ("train", "val")
 
@@ -205,9 +206,7 @@ def _make_video(video: PlannedVideo, path: Path, codec: str, gop: int) -> None:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    partial = path.with_name(path.name + ".part")
-    partial.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(partial, path)
+    write_atomic(path, json.dumps(data, indent=1) + "\n")
 
 
 def _check_same_corpus(corpus_json: Path, settings: dict) -> None:

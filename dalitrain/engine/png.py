@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dalitrain.fileio import write_atomic
+
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -28,11 +30,7 @@ def encode_png(rgb: np.ndarray) -> bytes:
 
 
 def write_png(path: str | Path, rgb: np.ndarray) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(encode_png(rgb))
-    tmp.replace(path)
+    write_atomic(path, encode_png(rgb))
 
 
 def diverging_colours(values: np.ndarray) -> np.ndarray:
