@@ -9,24 +9,26 @@ random 224 crop, random flip, normalise, C,T,H,W float32, batch 8, on the same n
   torchcodec (`get_frames_at` + DataLoader); a peer whose library is missing is skipped with one line;
 - the ceiling: each decoder alone decoding exactly the clip's frames from the preceding key frame, no
   augmentation, no framework, one process per core; the fastest one counts.
+Every loader decodes the same clips: the peers and the ceilings take those of dalitrain's sampling plan.
 Throughput is steady state: the first batches (worker start-up, graph build) are not timed. The loaders run in
 interleaved rounds and each keeps its best round. On a shared machine absolute numbers move with the load; the
 ratios, measured in the same run, are what to compare.
 
-The corpus: VP9 320x256, 10 s at 25 fps, key frame every 25 (`dalitrain synth --preset bench`, passed with
---corpus); without one, a stand-in with the same properties is generated once into a cache folder.
+The corpus: the `bench` synthetic corpus (`dalitrain synth --preset bench`: VP9, short side 256, 25 fps, a key
+frame a second, 3-20 s), generated once into a cache folder (about 80 s on 2 cores), or any folder passed with
+--corpus.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import shutil
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
@@ -36,9 +38,9 @@ import torch
 import torch.nn.functional as F
 
 from dalitrain.config import DataConfig, DatasetConfig
-from dalitrain.data.probe import probe_video
+from dalitrain.data.synth import generate_corpus
 from dalitrain.pipelines.decode import decode_pyav, decode_torchcodec, torchcodec_available
-from dalitrain.pipelines.loader import CPU_DECODERS, resolve_decoder, train_loader
+from dalitrain.pipelines.loader import CPU_DECODERS, VideoLoader, resolve_decoder, train_loader
 
 NUM_FRAMES, STRIDE, SHORT_SIDE, CROP, BATCH = 16, 4, (256, 320), 224, 8
 MEAN, STD = 0.45, 0.225
@@ -46,56 +48,19 @@ CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dalitr
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Corpus and the clips every loader is asked for
+# The corpus
 
 
-def stand_in_corpus(count: int, folder: Path = CACHE) -> list[Path]:
-    """VP9 320x256, 250 frames at 25 fps, GOP 25: a textured scene panning, so the codec has real work."""
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = [folder / f"bench_{i:03d}.webm" for i in range(count)]
-    for seed, path in enumerate(paths):
-        if not path.exists():
-            _write_panning_video(path, seed)
-    return paths
-
-
-def _write_panning_video(path: Path, seed: int, width: int = 320, height: int = 256, frames: int = 250) -> None:
-    rng = np.random.default_rng(seed)
-    texture = rng.integers(0, 128, (2 * height, 2 * width, 3)) + np.linspace(0, 127, 2 * width)[None, :, None]
-    texture = texture.astype(np.uint8)
-    tmp = path.with_suffix(".tmp.webm")
-    with av.open(str(tmp), "w") as container:
-        stream = container.add_stream("libvpx-vp9", rate=25)
-        stream.width, stream.height, stream.pix_fmt, stream.time_base = width, height, "yuv420p", Fraction(1, 25)
-        stream.options = {"g": "25", "keyint_min": "25", "deadline": "realtime", "cpu-used": "8", "b": "800k"}
-        for t in range(frames):
-            y, x = (3 * t) % height, (5 * t) % width
-            image = np.ascontiguousarray(texture[y:y + height, x:x + width])
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
-        container.mux(stream.encode())
-    tmp.replace(path)
-
-
-def corpus_videos(folder: Optional[str], count: int) -> list[Path]:
+def corpus_videos(folder: Optional[str]) -> list[Path]:
+    """The videos of `folder`, or of the cached `bench` synthetic corpus (generated on first use)."""
     if folder is None:
-        return stand_in_corpus(count)
+        folder = CACHE / "corpus"
+        print(f"bench corpus: {folder} (generated on first use)", flush=True)
+        generate_corpus(folder, preset="bench")
     videos = sorted(p for p in Path(folder).rglob("*") if p.suffix in (".webm", ".mkv", ".mp4", ".avi"))
     if not videos:
         raise SystemExit(f"{folder}: no videos (.webm/.mkv/.mp4/.avi) found")
     return videos
-
-
-def clip_schedule(videos: list[Path], count: int, seed: int = 0) -> list[tuple[str, np.ndarray]]:
-    """(path, frame indices) of `count` random clips of the recipe."""
-    rng = np.random.default_rng(seed)
-    frames = {p: probe_video(p).frames for p in videos}
-    span = (NUM_FRAMES - 1) * STRIDE + 1
-    clips = []
-    for _ in range(count):
-        path = videos[rng.integers(len(videos))]
-        start = int(rng.integers(0, max(frames[path] - span, 0) + 1))
-        clips.append((str(path), np.minimum(start + STRIDE * np.arange(NUM_FRAMES), frames[path] - 1)))
-    return clips
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -120,11 +85,11 @@ def decode_pyslowfast(path: str, frames: np.ndarray) -> np.ndarray:
     return np.stack([span[min(int(i), last)] for i in frames])
 
 
-def decode_decord(path: str, frames: np.ndarray) -> np.ndarray:
+def decode_decord(path: str | Path, frames: np.ndarray) -> np.ndarray:
     """MMAction2's DecordInit + DecordDecode."""
     import decord
 
-    return decord.VideoReader(path, num_threads=1).get_batch(frames.tolist()).asnumpy()
+    return decord.VideoReader(str(path), num_threads=1).get_batch(frames.tolist()).asnumpy()
 
 
 def torch_augment(clip: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
@@ -211,9 +176,15 @@ def dalitrain_batches(videos: list[Path], decoder: str, cores: int, steps: int, 
     return train_loader(data, seed=0)
 
 
+def loader_clips(loader: VideoLoader) -> list[tuple[str, np.ndarray]]:
+    """(path, frame indices) of every clip of the loader's epoch: the peers and the ceilings decode these, so
+    that every loader does the same work (videos differ in size and clips in their distance to a key frame)."""
+    return [(str(loader.datasets[s.dataset].videos[s.video].path), s.frames) for batch in loader.plan for s in batch]
+
+
 def _decode_only(job: tuple[str, str, np.ndarray]) -> tuple:
     name, path, frames = job
-    return CEILING_DECODERS[name](Path(path) if name != "decord" else path, frames).shape
+    return CEILING_DECODERS[name](path, frames).shape
 
 
 CEILING_DECODERS: dict[str, Callable] = {"pyav": decode_pyav, "torchcodec": decode_torchcodec,
@@ -222,12 +193,17 @@ QUICK_CEILING = ("pyav", "torchcodec")  # --quick keeps the two fastest seen so 
 
 
 def _load_decoder(name: str, path: str, frames: np.ndarray) -> None:
-    """Worker initialiser: load the decoder's libraries and decode once, so that no start-up cost is timed."""
+    """Worker initialiser: load the decoder's libraries and decode once, so that no start-up cost is timed.
+    One torch thread per worker, as DataLoader workers have: torchcodec runs torch ops on its frames, and with
+    a thread pool per process the idle pool threads spin (61 instead of 42 CPU ms per clip, measured)."""
+    torch.set_num_threads(1)
     _decode_only((name, path, frames))
 
 
 def ceiling_rate(name: str, clips, cores: int, warmup: int) -> Rate:
-    with ProcessPoolExecutor(cores, initializer=_load_decoder, initargs=(name, *clips[0])) as pool:
+    # spawn, not fork: this process already runs DALI and torch threads, and a forked copy of their locks hangs
+    with ProcessPoolExecutor(cores, mp_context=multiprocessing.get_context("spawn"), initializer=_load_decoder,
+                             initargs=(name, *clips[0])) as pool:
         list(pool.map(_decode_only, [(name, p, f) for p, f in clips[:warmup * cores]]))
         timed = [(name, p, f) for p, f in clips[warmup * cores:]]
         clock, start = CpuClock([os.getpid(), *pool._processes]), time.perf_counter()
@@ -252,12 +228,15 @@ def missing_library(name: str) -> Optional[str]:
 
 def run(args: argparse.Namespace) -> dict:
     cores = args.cores or os.cpu_count() or 1
-    warmup, measured, rounds = (2, 2, 1) if args.quick else (2, 6, 3)  # warm-up: a batch per worker
+    # warm-up: until the loaders that run ahead (ours by PREFETCH batches, DataLoader's by 2 per worker) have
+    # used up the head start they got while the first batch waited for start-up; with 2 warm-up batches
+    # --quick timed work partly done before the clock started and read above the decode-only ceiling
+    warmup, measured, rounds = (4, 4, 1) if args.quick else (4, 8, 3)
     steps = warmup + measured
-    videos = corpus_videos(args.corpus, 4 if args.quick else 16)
-    clips = clip_schedule(videos, steps * BATCH)
+    videos = corpus_videos(args.corpus)
     default = resolve_decoder("default", "cpu")
     workdir = Path(tempfile.mkdtemp(prefix="bench_pipeline_"))
+    clips = loader_clips(dalitrain_batches(videos, default, cores, steps, workdir))
     candidates = [(f"dalitrain ({d})", "dalitrain", d, lambda d=d: steady_rate(
         dalitrain_batches(videos, d, cores, steps, workdir), warmup, measured))
         for d in ([default] if args.quick else CPU_DECODERS)]
@@ -328,8 +307,8 @@ def print_table(result: dict) -> None:
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="dalitrain bench pipeline", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="4 videos, 2 timed batches per loader, only the default strategy, "
-                        "PyAV and torchcodec ceilings (< 1 min)")
+    parser.add_argument("--quick", action="store_true", help="4 timed batches per loader, one round, only the default strategy, "
+                        "PyAV and torchcodec ceilings (< 1 min once the corpus is cached)")
     parser.add_argument("--json", help="write the records here")
     parser.add_argument("--corpus", help="folder of bench videos (dalitrain synth --preset bench)")
     parser.add_argument("--cores", type=int, help="CPU cores every loader may use (default: all)")

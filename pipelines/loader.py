@@ -14,9 +14,9 @@ a file that failed before the resume point is only quarantined again when it is 
 Stages, each inside an NVTX range (`dalitrain.decode`, `dalitrain.dali`, `dalitrain.to_torch`):
 1. the plan (dalitrain/data/sampling.py) fixes every sample of the epoch from (seed, epoch);
 2. on the CPU, a thread pool decodes the next batch's clips (dalitrain.pipelines.decode, the fastest measured
-   strategy by default) while DALI augments the current one; on the GPU, and with `decoder: dali`, the pool only
-   reads the files' bytes and the graph decodes;
-3. the DALI graph (dalitrain.pipelines.graph) crops, resizes, flips and normalises;
+   strategy by default; torchcodec also crops and scales while converting colours) while DALI augments the
+   current one; on the GPU, and with `decoder: dali`, the pool only reads the files' bytes and the graph decodes;
+3. the DALI graph (dalitrain.pipelines.graph) crops and resizes (unless the decoder did), flips and normalises;
 4. its output is copied into (pinned, with CUDA) torch tensors.
 
 Bad files: a file that fails to decode is quarantined for the rest of the run and its sample is replaced by
@@ -44,7 +44,8 @@ from dalitrain.data.batch import Batch
 from dalitrain.data.records import load_records
 from dalitrain.data.sampling import (ClipRecipe, DatasetRecords, Sample, eval_plan, replacement_video,
                                      sample_frames, train_plan)
-from dalitrain.pipelines.decode import DECODERS, DecodeError, decode_pyav, torchcodec_available
+from dalitrain.pipelines.decode import (DECODERS, WINDOWED, DecodeError, Window, decode_pyav,
+                                        torchcodec_available)
 from dalitrain.pipelines.graph import clip_pipeline
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,7 @@ class VideoLoader:
         self.device = resolve_device(device, data.device)
         self.decoder = resolve_decoder(data.decoder, self.device)
         self.decode_in_graph = self.decoder in ("dali", "nvdec")
+        self.resize_in_graph = self.decoder not in WINDOWED
         self.pool = ThreadPoolExecutor(max(data.num_threads, 1), thread_name_prefix="dalitrain-decode")
         self.failed: list[set[int]] = [set() for _ in datasets]  # quarantined during this run, per dataset
         self.quarantine: dict[str, str] = {}  # path -> reason, for files that failed during this run
@@ -140,7 +142,8 @@ class VideoLoader:
     def _load(self, s: Sample) -> np.ndarray:
         if self.decode_in_graph:
             return np.fromfile(self._path(s), dtype=np.uint8)
-        return DECODERS[self.decoder](self._path(s), s.frames)
+        window = None if self.resize_in_graph else Window(s.short_side, s.crop_anchor, self.data.crop_size)
+        return DECODERS[self.decoder](self._path(s), s.frames, window)
 
     def _submit(self, samples: list[Sample]) -> list[Future]:
         return [self.pool.submit(self._load, s) for s in samples]
@@ -194,7 +197,8 @@ class VideoLoader:
                              device_id=0 if self.device == "gpu" else None, seed=self.seed + self.epoch,
                              prefetch_queue_depth=1, exec_dynamic=True, device=self.device, decode_in_graph=self.decode_in_graph,
                              training=self.training, crop_size=self.data.crop_size, mean=self.data.mean,
-                             std=self.data.std, auto_augment=self.data.auto_augment)
+                             std=self.data.std, auto_augment=self.data.auto_augment,
+                             resize_in_graph=self.resize_in_graph)
         pipe.build()
         return pipe
 
@@ -206,8 +210,9 @@ class VideoLoader:
             self.pipe.feed_input("frame_ids", [s.frames.astype(np.int32) for s in samples])
         else:
             self.pipe.feed_input("frames", clips)
-        self.pipe.feed_input("short_side", [np.float32(s.short_side) for s in samples])
-        self.pipe.feed_input("crop_anchor", [np.asarray(s.crop_anchor, np.float32) for s in samples])
+        if self.resize_in_graph:
+            self.pipe.feed_input("short_side", [np.float32(s.short_side) for s in samples])
+            self.pipe.feed_input("crop_anchor", [np.asarray(s.crop_anchor, np.float32) for s in samples])
         self.pipe.feed_input("flip", [np.bool_(s.flip) for s in samples])
         (video,) = self.pipe.run()
         return video

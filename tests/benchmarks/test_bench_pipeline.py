@@ -1,40 +1,61 @@
-"""The pipeline benchmark compares like with like: every peer decodes the same frames of the same clips."""
+"""The pipeline benchmark compares like with like: every peer and every ceiling decoder decodes the requested
+frames of the same clips (read back from videos whose pixels code the frame index)."""
 import numpy as np
 import pytest
 
 from dalitrain.benchmarks import bench_pipeline as bench
-from dalitrain.pipelines.decode import decode_pyav
+from tests.data.coded import coded_frames, frame_index, write_vp9
+
+FRAMES = 30
 
 
 @pytest.fixture(scope="module")
-def clips(tmp_path_factory):
-    videos = bench.stand_in_corpus(1, tmp_path_factory.mktemp("bench"))
-    return bench.clip_schedule(videos, 3, seed=1)
+def videos(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bench")
+    return [write_vp9(folder / f"v{i}.webm", coded_frames(FRAMES), gop=10) for i in range(2)]
 
 
-def test_stand_in_corpus_has_the_bench_properties(clips):
-    info = bench.probe_video(clips[0][0])
-    assert (info.codec, info.width, info.height, info.frames, info.fps) == ("vp9", 320, 256, 250, 25.0)
-    for _, frames in clips:
-        assert np.all(np.diff(frames) == bench.STRIDE) and len(frames) == bench.NUM_FRAMES and frames[-1] < 250
+def test_corpus_videos_lists_a_folder_and_rejects_an_empty_one(videos, tmp_path):
+    assert bench.corpus_videos(str(videos[0].parent)) == sorted(videos)
+    with pytest.raises(SystemExit, match=f"{tmp_path}: no videos"):
+        bench.corpus_videos(str(tmp_path))
 
 
-@pytest.mark.parametrize("peer, library", [("decode_pyslowfast", "pyav"), ("decode_decord", "decord")])
-def test_peers_decode_the_same_frames_as_dalitrain(clips, peer, library):
+def random_clips(videos, count: int, seed: int) -> list:
+    """(path, 8 frame indices at stride 3) clips, as the loader's plan gives them."""
+    rng = np.random.default_rng(seed)
+    return [(str(videos[rng.integers(len(videos))]), int(rng.integers(0, FRAMES - 21)) + 3 * np.arange(8))
+            for _ in range(count)]
+
+
+def test_peers_take_the_clips_of_dalitrains_plan(videos, tmp_path):
+    loader = bench.dalitrain_batches(videos, "pyav", cores=1, steps=2, workdir=tmp_path)
+    clips = bench.loader_clips(loader)
+    assert len(clips) == 2 * bench.BATCH and {path for path, _ in clips} <= {str(v.resolve()) for v in videos}
+    planned = [s.frames for batch in loader.plan for s in batch]
+    assert all(np.array_equal(frames, p) for (_, frames), p in zip(clips, planned))
+    assert all(len(frames) == bench.NUM_FRAMES for _, frames in clips)
+
+
+@pytest.mark.parametrize("library, decode", [("pyav", bench.decode_pyslowfast), ("decord", bench.decode_decord),
+                                             *((name, fn) for name, fn in bench.CEILING_DECODERS.items())])
+def test_peers_and_ceilings_decode_the_requested_frames(videos, library, decode):
     if bench.missing_library(library):
         pytest.skip(bench.missing_library(library))
-    decode = getattr(bench, peer)
-    for path, frames in clips:
-        ours = decode_pyav(path, frames).astype(np.float32)
-        theirs = decode(str(path), frames).astype(np.float32)
-        assert theirs.shape == ours.shape
-        # same frames (the scene pans 3-5 pixels a frame, so a frame off would differ by far more); colour
-        # conversion may round differently
-        assert np.abs(theirs - ours).mean() < 3
+    for path, frames in random_clips(videos, 4, seed=2):
+        clip = decode(path, frames)
+        assert clip.shape == (8, 48, 64, 3)
+        assert np.array_equal(frame_index(clip.reshape(8, -1).mean(axis=1)), frames)
 
 
-def test_peer_augmentation_gives_the_recipe_shape(clips):
-    path, frames = clips[0]
-    video = bench.torch_augment(decode_pyav(path, frames), np.random.default_rng(0))
+def test_ceiling_pool_decodes_every_timed_clip(videos):
+    clips = random_clips(videos, 6, seed=3)
+    rate = bench.ceiling_rate("pyav", clips, cores=2, warmup=1)
+    assert rate.clips_per_s > 0 and rate.cpu_ms_per_clip > 0
+
+
+def test_peer_augmentation_gives_the_recipe_shape(videos):
+    clip = np.repeat(np.repeat(coded_frames(bench.NUM_FRAMES), 6, axis=1), 6, axis=2)  # 288x384 frames
+    video = bench.torch_augment(clip, np.random.default_rng(0))
     assert tuple(video.shape) == (3, bench.NUM_FRAMES, bench.CROP, bench.CROP)
     assert -2.5 < float(video.min()) and float(video.max()) < 2.5  # (x / 255 - 0.45) / 0.225

@@ -76,6 +76,22 @@ def test_crop_and_flip_are_identical_across_a_clips_frames(corpus):
         assert diff.std(dim=(3, 4)).max() < 0.05
 
 
+@pytest.mark.skipif(not torchcodec_available(), reason="torchcodec cannot load here")
+@pytest.mark.parametrize("short_side, crop", [([48, 56], 32), ([20, 24], 16)])  # upscaling and downscaling
+def test_decoder_side_window_equals_the_graphs_crop_and_resize(corpus, short_side, crop):
+    """torchcodec crops and scales in FFmpeg (decode.Window), PyAV leaves it to DALI (graph.crop_window): the
+    same plan must give the same pixels, up to interpolation and rounding the box to whole pixels."""
+    root, specs = corpus
+    batches = {decoder: list(train_loader(data_config(root, specs, ["ramps"], decoder=decoder,
+                                                      short_side=short_side, crop_size=crop), seed=3))
+               for decoder in ("pyav", "torchcodec")}
+    for ours, theirs in zip(batches["torchcodec"], batches["pyav"]):
+        assert ours.video.shape == theirs.video.shape == (4, 3, 4, crop, crop)
+        error = (ours.video - theirs.video).abs().mean(dim=(1, 2, 3, 4)) * STD * 255  # per clip, in levels
+        # a box one pixel off moves the 120-level ramp by ~2 levels; a wrong anchor or flip by tens
+        assert error.max() < 2.5, error
+
+
 def test_flip_only_where_the_dataset_allows_it(corpus):
     root, specs = corpus
     directions = {}
