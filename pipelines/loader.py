@@ -51,10 +51,11 @@ from dalitrain.pipelines.graph import clip_pipeline
 log = logging.getLogger(__name__)
 
 # CPU strategies, fastest first as measured by benchmarks/bench_pipeline.py; "default" takes the first available.
-# On an otherwise idle 2-core machine (`dalitrain bench pipeline`, 2026-11-22) torchcodec gave 17.9 clips/s and
-# PyAV 13.2: torchcodec costs less CPU per clip (108 vs 130 ms). PyAV stays the fallback because it is a
-# runtime dependency, while torchcodec needs the system FFmpeg libraries (the `bench` extra). DALI's own CPU
-# decoder (`fn.decoders.video`) decodes from frame 0 instead of seeking to the key frame before the clip.
+# On an otherwise idle 2-core machine (`dalitrain bench pipeline`, bench synthetic corpus, 2026-11-22):
+# torchcodec 38.4 clips/s (51.7 CPU ms per clip: it decodes, crops and scales), PyAV 26.4 (67.2 ms), DALI's
+# `fn.decoders.video` 19.1 (99.1 ms: it decodes from frame 0 instead of the key frame before the clip). PyAV
+# stays the fallback because it is a runtime dependency, while torchcodec needs the system FFmpeg libraries
+# (the `bench` extra).
 CPU_DECODERS = ("torchcodec", "pyav", "dali")
 PREFETCH = 2  # batches being decoded ahead of the one DALI augments
 
