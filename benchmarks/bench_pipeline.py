@@ -236,7 +236,9 @@ def run(args: argparse.Namespace) -> dict:
     videos = corpus_videos(args.corpus)
     default = resolve_decoder("default", "cpu")
     workdir = Path(tempfile.mkdtemp(prefix="bench_pipeline_"))
-    clips = loader_clips(dalitrain_batches(videos, default, cores, steps, workdir))
+    planner = dalitrain_batches(videos, default, cores, steps, workdir)
+    clips = loader_clips(planner)
+    planner.close()
     candidates = [(f"dalitrain ({d})", "dalitrain", d, lambda d=d: steady_rate(
         dalitrain_batches(videos, d, cores, steps, workdir), warmup, measured))
         for d in ([default] if args.quick else CPU_DECODERS)]
