@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.data.coded import coded_frames, frame_index, write_vp9
+from tests.data.coded import coded_frames, write_vp9
 
 
 @pytest.fixture(scope="session")
@@ -40,9 +40,3 @@ def make_corpus(root: Path) -> dict:
 def corpus(tmp_path_factory) -> tuple[Path, dict]:
     root = tmp_path_factory.mktemp("corpus")
     return root, make_corpus(root)
-
-
-@pytest.fixture(scope="session")
-def read_frame_index():
-    """`frame_index` for test modules (pytest's importlib mode cannot import conftest)."""
-    return frame_index

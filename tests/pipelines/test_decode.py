@@ -3,22 +3,23 @@ import numpy as np
 import pytest
 
 from dalitrain.pipelines.decode import DECODERS, DecodeError, torchcodec_available
+from tests.data.coded import frame_index
 
 STRATEGIES = ["pyav"] + (["torchcodec"] if torchcodec_available() else [])
 
 
 @pytest.mark.parametrize("name", STRATEGIES)
-def test_requested_frames_in_requested_order(coded_video, read_frame_index, name):
+def test_requested_frames_in_requested_order(coded_video, name):
     wanted = np.array([12, 3, 3, 29, 0, 25])  # unsorted, repeated, across key frames (every 10)
     clip = DECODERS[name](coded_video, wanted)
     assert clip.shape == (6, 48, 64, 3) and clip.dtype == np.uint8
-    assert read_frame_index(clip.mean(axis=(1, 2, 3))).tolist() == wanted.tolist()
+    assert frame_index(clip.mean(axis=(1, 2, 3))).tolist() == wanted.tolist()
 
 
 @pytest.mark.parametrize("name", STRATEGIES)
-def test_frames_past_the_end_repeat_the_last(coded_video, read_frame_index, name):
+def test_frames_past_the_end_repeat_the_last(coded_video, name):
     clip = DECODERS[name](coded_video, np.array([28, 30, 31]))  # off-by-one frame counts happen
-    assert read_frame_index(clip.mean(axis=(1, 2, 3))).tolist() == [28, 29, 29]
+    assert frame_index(clip.mean(axis=(1, 2, 3))).tolist() == [28, 29, 29]
 
 
 @pytest.mark.parametrize("name", STRATEGIES)

@@ -10,6 +10,7 @@ from dalitrain.config import DataConfig, DatasetConfig, EvalConfig
 from dalitrain.data.scan import ScanTarget, scan, write_index
 from dalitrain.pipelines.decode import torchcodec_available
 from dalitrain.pipelines.loader import SkippedFilesError, eval_loader, shard_from_env, train_loader
+from tests.data.coded import frame_index
 
 MEAN, STD = 0.5, 0.25
 
@@ -38,13 +39,13 @@ def levels(video: torch.Tensor) -> np.ndarray:
 
 
 @pytest.mark.parametrize("decoder", ["pyav", "dali"] + (["torchcodec"] if torchcodec_available() else []))
-def test_frames_match_the_plan_for_every_policy(corpus, decoder, read_frame_index):
+def test_frames_match_the_plan_for_every_policy(corpus, decoder):
     root, specs = corpus
     data = data_config(root, specs, ["clipset", "ssv2", "trimmed"], decoder=decoder)
     loader = train_loader(data, seed=0)
     policies = {0: "clip", 1: "uniform", 2: "segment"}
     for step, batch in enumerate(loader):
-        got = read_frame_index(levels(batch.video))
+        got = frame_index(levels(batch.video))
         for i, sample in enumerate(loader.plan[step]):
             assert got[i].tolist() == sample.frames.tolist()
             policy = policies[int(batch.dataset[i])]
@@ -57,13 +58,13 @@ def test_frames_match_the_plan_for_every_policy(corpus, decoder, read_frame_inde
     assert batch.video.shape == (4, 3, 4, 32, 32) and batch.video.dtype == torch.float32
 
 
-def test_short_videos_pad_or_loop(corpus, read_frame_index):
+def test_short_videos_pad_or_loop(corpus):
     root, specs = corpus
     for policy, expected in (("pad", [0, 7, 14, 21, 28, 29]), ("loop", [0, 7, 14, 21, 28, 5])):  # 30 frames
         data = data_config(root, specs, ["clipset"], num_frames=6, stride=7, short_video=policy, batch_size=2)
         batch = next(iter(eval_loader(data, EvalConfig(temporal_views=1, spatial_views=1, short_side=48,
                                                        batch_size=2))))
-        assert read_frame_index(levels(batch.video)[0]).tolist() == expected
+        assert frame_index(levels(batch.video)[0]).tolist() == expected
 
 
 def test_crop_and_flip_are_identical_across_a_clips_frames(corpus):
