@@ -29,3 +29,13 @@ def test_a_broken_file_is_one_line_naming_it(tmp_path, name):
     with pytest.raises(DecodeError) as err:
         DECODERS[name](broken, np.array([0, 1]))
     assert str(err.value).startswith(f"{broken}: cannot decode") and "\n" not in str(err.value)
+
+
+@pytest.mark.skipif(not torchcodec_available(), reason="torchcodec cannot load here")
+def test_a_window_on_a_video_without_a_frame_size_is_refused_in_one_line():
+    from dalitrain.pipelines.decode import Window, _torchcodec_crop
+
+    crop = _torchcodec_crop(Window(short_side=48.0, anchor=(0.5, 0.5), crop=32))
+    assert crop._make_transform_spec((48, 64)) == "crop, 32, 32, 16, 8"
+    with pytest.raises(ValueError, match="^the video's frame size is not in its metadata$"):
+        crop._make_transform_spec((None, 64))
