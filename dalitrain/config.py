@@ -88,6 +88,7 @@ class ModelConfig:
     activation_checkpointing: bool = False
     compile: bool = False
     pretrained: Optional[str] = None  # a PySlowFast-style checkpoint to start from
+    stem: Optional[Literal["patch", "conv"]] = None  # MViTv2 only: override the architecture's own stem
 
 
 @dataclass

@@ -49,9 +49,10 @@ class MultiDatasetModel(nn.Module):
 
 
 def build_model(cfg: ModelConfig, *, num_classes: list[int], num_frames: int, crop_size: int) -> MultiDatasetModel:
+    stem = {"stem": cfg.stem} if cfg.stem else {}  # only MViTv2 has the choice
     backbone = create_backbone(cfg.arch, num_frames=num_frames, crop_size=crop_size,
                                drop_path_rate=cfg.drop_path_rate,
-                               activation_checkpointing=cfg.activation_checkpointing)
+                               activation_checkpointing=cfg.activation_checkpointing, **stem)
     if cfg.pretrained:
         load_pyslowfast_checkpoint(backbone, cfg.pretrained)
     heads = [classifier_head(backbone.embed_dim, c, cfg.head, cfg.head_hidden_dim) for c in num_classes]

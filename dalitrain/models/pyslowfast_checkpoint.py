@@ -63,6 +63,9 @@ def read_model_state(path: str | Path) -> dict[str, torch.Tensor]:
 def convert_pyslowfast_state_dict(state: dict[str, torch.Tensor],
                                   model: MViTv2) -> tuple[dict[str, torch.Tensor], LoadReport]:
     """Map a PySlowFast MViT state dict onto `model`'s keys; raises ValueError on a mismatching architecture."""
+    if model.config.stem != "patch":
+        raise ValueError(f"PySlowFast MViTv2 weights need the patch stem, this model has the {model.config.stem!r} "
+                         "stem (set model.stem: patch)")
     own = model.state_dict()
     report = LoadReport()
     converted = {}

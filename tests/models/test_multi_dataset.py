@@ -31,8 +31,8 @@ def test_weight_decay_groups_exclude_norms_biases_and_position_embeddings():
     assert decayed.isdisjoint(not_decayed) and decayed | not_decayed == set(names.values())
     assert {"backbone.pos_embed_spatial", "backbone.pos_embed_temporal", "backbone.norm.weight",
             "backbone.blocks.0.attn.norm_q.weight", "backbone.blocks.0.attn.qkv.bias", "expander.norm.weight",
-            "heads.0.0.bias"} <= not_decayed
-    assert {"backbone.blocks.0.attn.qkv.weight", "backbone.patch_embed.proj.weight",
+            "heads.0.0.bias", "backbone.patch_embed.proj.1.weight"} <= not_decayed
+    assert {"backbone.blocks.0.attn.qkv.weight", "backbone.patch_embed.proj.0.weight",
             "backbone.blocks.0.attn.pool_q.weight", "heads.2.2.weight", "projection.maps.0_to_1.weight"} <= decayed
 
 

@@ -26,8 +26,9 @@ def test_mvitv2_b_32x3_matches_the_published_size_and_multitrain_stage_shapes():
 
 def tiny_macs_by_hand() -> int:
     """MACs of mvitv2_tiny on one 8x64x64 clip, written out from the architecture (not from the code)."""
-    grid_tokens = 4 * 16 * 16  # patch stride 2x4x4, padding keeps T/2, H/4, W/4
-    macs = grid_tokens * 48 * 3 * 3 * 7 * 7  # patch embedding conv
+    grid_tokens = 4 * 16 * 16  # stem stride 2x4x4, padding keeps T/2, H/4, W/4
+    # conv stem: 1x3x3 conv 3 -> 32 on 8x32x32, 3x3x3 conv 32 -> 64 on 4x16x16, 1x1x1 64 -> 48 (norms not counted)
+    macs = 8 * 32 * 32 * 32 * 3 * 3 * 3 + grid_tokens * 64 * 32 * 3 * 3 * 3 + grid_tokens * 48 * 64
     # (dim_in, dim_out, query tokens, key/value tokens). Each stage's first block pools the query 1x2x2 and
     # divides the K/V stride (1x4x4 at the start, never below 1) by 1x2x2, both applied to its input grid:
     # 4x16x16 -> q 4x16x16, kv 4x4x4 | 4x16x16 -> q 4x8x8, kv 4x8x8 (stride 1x2x2)
@@ -53,6 +54,24 @@ def test_the_flop_counter_counts_every_matmul_conv_and_attention():
 def tiny(**kwargs):
     torch.manual_seed(0)
     return create_backbone("mvitv2_tiny", **kwargs)
+
+
+@pytest.mark.parametrize("frames, size", [(8, 64), (7, 61), (16, 50), (3, 33)])
+def test_the_conv_stem_reaches_the_patch_embeddings_token_grid(frames, size):
+    video = torch.randn(1, 3, frames, size, size)
+    grids = []
+    for stem in ("patch", "conv"):
+        model = create_backbone("mvitv2_tiny", stem=stem, num_frames=frames, crop_size=size)
+        grid = tuple(model.patch_embed(video).shape[2:])
+        assert grid == model.input_grid
+        grids.append(grid)
+    assert grids[0] == grids[1] == tuple(-(-n // s) for n, s in zip((frames, size, size), (2, 4, 4)))
+
+
+def test_the_conv_stem_refuses_a_stride_it_cannot_reach():
+    from dalitrain.models.mvitv2 import MViTv2, MViTv2Config
+    with pytest.raises(ValueError, match=r"conv stem needs a patch stride \(1 or 2, 4, 4\), got \(2, 8, 8\)"):
+        MViTv2(MViTv2Config(stem="conv", patch_stride=(2, 8, 8)))
 
 
 def test_fused_and_explicit_attention_compute_the_same_model():

@@ -38,7 +38,7 @@ def synthetic_checkpoint(model, spatial_side: int, temporal: int) -> dict:
 
 
 def test_every_weight_is_mapped_and_relative_tables_class_token_and_head_are_dropped(tmp_path):
-    model = create_backbone("mvitv2_tiny")
+    model = create_backbone("mvitv2_tiny", stem="patch")
     checkpoint = synthetic_checkpoint(model, spatial_side=16, temporal=4)
     path = tmp_path / "MVITv2_tiny.pyth"
     torch.save(checkpoint, path)
@@ -55,7 +55,7 @@ def test_every_weight_is_mapped_and_relative_tables_class_token_and_head_are_dro
 
 
 def test_position_embeddings_are_interpolated_to_the_models_token_grid(tmp_path):
-    model = create_backbone("mvitv2_tiny", num_frames=16, crop_size=64)  # grid 8x16x16
+    model = create_backbone("mvitv2_tiny", num_frames=16, crop_size=64, stem="patch")  # grid 8x16x16
     checkpoint = synthetic_checkpoint(model, spatial_side=8, temporal=4)  # trained on a 4x8x8 grid
     state = checkpoint["model_state"]
     state["module.pos_embed_spatial"] = torch.arange(48.0).expand(1, 64, 48).clone()  # constant over space
@@ -70,7 +70,7 @@ def test_position_embeddings_are_interpolated_to_the_models_token_grid(tmp_path)
 
 
 def test_published_mvitv2_weights_without_absolute_embeddings_keep_ours(tmp_path):
-    model = create_backbone("mvitv2_tiny")
+    model = create_backbone("mvitv2_tiny", stem="patch")
     before = model.pos_embed_spatial.detach().clone()
     checkpoint = synthetic_checkpoint(model, spatial_side=16, temporal=4)
     for key in ("module.pos_embed_spatial", "module.pos_embed_temporal", "module.pos_embed_class"):
@@ -82,9 +82,9 @@ def test_published_mvitv2_weights_without_absolute_embeddings_keep_ours(tmp_path
 
 
 def test_build_model_starts_from_the_pretrained_file(tmp_path):
-    source = create_backbone("mvitv2_tiny")
+    source = create_backbone("mvitv2_tiny", stem="patch")
     torch.save(synthetic_checkpoint(source, 16, 4), tmp_path / "ckpt.pyth")
-    model = build_model(ModelConfig(arch="mvitv2_tiny", pretrained=str(tmp_path / "ckpt.pyth"),
+    model = build_model(ModelConfig(arch="mvitv2_tiny", stem="patch", pretrained=str(tmp_path / "ckpt.pyth"),
                                     head_hidden_dim=8, expander_hidden_dim=8), num_classes=[3], num_frames=8,
                         crop_size=64)
     saved = torch.load(tmp_path / "ckpt.pyth")["model_state"]["module.blocks.2.attn.qkv.weight"]
@@ -94,10 +94,11 @@ def test_build_model_starts_from_the_pretrained_file(tmp_path):
 def bad_checkpoints(tmp_path):
     torch.save({"model_state": {"blocks.0.attn.qkv.weight": "not a tensor"}}, tmp_path / "strings.pyth")
     (tmp_path / "garbage.pyth").write_bytes(b"\x00not a zip or a pickle")
-    big = create_backbone("mvitv2_tiny", num_frames=8, crop_size=64)
+    big = create_backbone("mvitv2_tiny", num_frames=8, crop_size=64, stem="patch")
     big.blocks[0].attn.qkv = torch.nn.Linear(48, 999)
     torch.save(big.state_dict(), tmp_path / "other_size.pyth")
-    partial = {k: v for k, v in create_backbone("mvitv2_tiny").state_dict().items() if not k.startswith("norm.")}
+    partial = {k: v for k, v in create_backbone("mvitv2_tiny", stem="patch").state_dict().items()
+               if not k.startswith("norm.")}
     torch.save(partial, tmp_path / "partial.pyth")
     torch.save({"model_state": {"blocks.99.attn.qkv.weight": torch.zeros(1)}}, tmp_path / "deeper.pyth")
     return [
@@ -112,9 +113,15 @@ def bad_checkpoints(tmp_path):
 
 def test_a_bad_checkpoint_gives_one_line_naming_the_file(tmp_path):
     for name, reason in bad_checkpoints(tmp_path):
-        model = create_backbone("mvitv2_tiny")
+        model = create_backbone("mvitv2_tiny", stem="patch")
         with pytest.raises(CheckpointError, match=reason) as error:
             load_pyslowfast_checkpoint(model, tmp_path / name)
         message = str(error.value)
         assert message.startswith(str(tmp_path / name) + ": ") and "\n" not in message
         assert isinstance(error.value, ValueError)  # the CLI prints ValueErrors as one line and exits 2
+
+
+def test_weights_for_the_patch_stem_are_refused_by_a_conv_stem_model_in_one_line(tmp_path):
+    torch.save(synthetic_checkpoint(create_backbone("mvitv2_tiny", stem="patch"), 16, 4), tmp_path / "k400.pyth")
+    with pytest.raises(CheckpointError, match=r"k400\.pyth: .*need the patch stem, this model has the 'conv' stem"):
+        load_pyslowfast_checkpoint(create_backbone("mvitv2_tiny"), tmp_path / "k400.pyth")
