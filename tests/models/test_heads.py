@@ -41,3 +41,14 @@ def test_projection_has_no_self_map_and_checks_the_number_of_datasets():
         projection.weight(1, 1)
     with pytest.raises(ValueError, match="1 logits tensors for 2 datasets"):
         projection([torch.randn(2, 3)])
+
+
+def test_projection_starts_small_and_random_so_projected_logits_start_at_the_originals():
+    torch.manual_seed(0)
+    projection = CrossDatasetProjection([12, 4, 7])
+    weights = torch.cat([projection.weight(i, k).flatten() for i in range(3) for k in range(3) if i != k])
+    assert weights.abs().max() <= 2 * CrossDatasetProjection.INIT_STD and weights.std() > 0.5e-3
+    assert len(set(weights.tolist())) == weights.numel()  # no ties: every class pair has a rank
+    logits = [torch.randn(5, c) * 3 for c in (12, 4, 7)]
+    for original, added in zip(logits, projection(logits)):
+        assert added.abs().max() < 0.01 * original.abs().max()
