@@ -26,6 +26,7 @@ def test_demo_writes_the_summary(tmp_path):
         assert result["videos"] == result["expected"] > 0
     assert summary["clips_per_s"] > 0
     assert 0 <= summary["random_relations_precision_at_5"] <= 100
+    assert 0 < summary["random_ranking_precision"] < 100
     assert 0 <= summary["relations_precision_at_5"] <= 100
     assert (tmp_path / "relations.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert summary["checkpoint"].endswith(".pt")

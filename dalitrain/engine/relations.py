@@ -95,6 +95,12 @@ def precision_at_k(weights: Weights, planted: Weights, k: int) -> float:
     return 100.0 * float(np.mean(shares))
 
 
+def random_ranking_precision(planted: Weights) -> float:
+    """Expected precision@k of a ranking drawn at random (any k): the share of related pairs, averaged over the
+    ordered dataset pairs. An untrained projection is one such draw."""
+    return 100.0 * float(np.mean([np.mean(truth > 1.0 / truth.shape[1]) for truth in planted.values()]))
+
+
 def heatmap(weights: Weights, num_classes: list[int]) -> np.ndarray:
     """All projections on one [H, W, 3] image: block row = dst dataset, block column = src dataset, each block
     W [C_dst, C_src] scaled by its largest magnitude; the diagonal (no self-projection) stays grey."""
@@ -138,7 +144,8 @@ def run(args: argparse.Namespace) -> int:
     if planted is not None:
         print(f"precision@{args.top} against {relations_file}: "
               f"trained {precision_at_k(learned.trained, planted, args.top):.1f}%, "
-              f"untrained {precision_at_k(learned.initial, planted, args.top):.1f}%")
+              f"untrained {precision_at_k(learned.initial, planted, args.top):.1f}%, "
+              f"a random ranking {random_ranking_precision(planted):.1f}% expected")
     if args.png:
         write_png(args.png, heatmap(learned.trained, [len(c) for c in learned.class_names]))
         print(f"heatmap (rows: destination dataset, columns: source dataset; order {', '.join(learned.names)}): "

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from dalitrain.engine.checkpoint import CheckpointError
-from dalitrain.engine.relations import heatmap, load_relations, precision_at_k, read_planted, top_pairs, run
+from dalitrain.engine.relations import (heatmap, load_relations, precision_at_k, random_ranking_precision, read_planted,
+                                        top_pairs, run)
 
 NAMES = ["a", "b"]  # a: 2 classes, b: 3 classes
 
@@ -58,6 +59,17 @@ def test_precision_by_hand(tmp_path):
     assert precision_at_k(learned.trained, planted, 4) == 75.0
 
 
+def test_random_ranking_precision_by_hand_and_as_the_mean_over_random_projections(tmp_path):
+    write_run(tmp_path, GOOD, BAD)
+    planted = read_planted(tmp_path / "relations.json", NAMES)
+    # 0->1: P(a | b) [[1,0],[0,1],[0,1]] has 3 of 6 entries above 1/2; 1->0: [[1,0,0],[0,.5,.5]] 3 of 6 above 1/3
+    assert random_ranking_precision(planted) == 50.0
+    rng = np.random.default_rng(0)
+    draws = [precision_at_k({pair: rng.standard_normal(truth.shape) for pair, truth in planted.items()}, planted, 2)
+             for _ in range(2000)]
+    assert np.mean(draws) == pytest.approx(50.0, abs=2.0)
+
+
 def test_cli_report_and_png(tmp_path, capsys):
     path = write_run(tmp_path, GOOD, BAD)
     png = tmp_path / "rel.png"
@@ -65,7 +77,7 @@ def test_cli_report_and_png(tmp_path, capsys):
     assert run(args) == 0
     out = capsys.readouterr().out
     assert "a -> b:" in out and re.search(r"class 0 +-> b zero +\+0\.900  \(planted\)", out)
-    assert "trained 100.0%, untrained 0.0%" in out
+    assert "trained 100.0%, untrained 0.0%, a random ranking 50.0% expected" in out
     data = png.read_bytes()
     width, height = struct.unpack(">II", data[16:24])
     assert width == height == 2 * 8 + 4 + 3 * 8 + 4
