@@ -35,7 +35,7 @@ def _corpus_complete(corpus: Path) -> bool:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--minutes", type=float, default=12.0, help="total time budget (default 12)")
+    parser.add_argument("--minutes", type=float, default=16.0, help="total time budget (default 16)")
     parser.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
 
 
