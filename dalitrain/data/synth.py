@@ -142,8 +142,9 @@ PRESETS = {
                        "moments_like": Geometry(64, 64, 8, (16, 16), 2, 1),
                        "ssv2_like": Geometry(80, 60, 8, (16, 16), 2, 1),
                        "activitynet_like": Geometry(96, 54, 8, (40, 48), 1, 1)}),
-    # For `dalitrain demo`: about 80 s on 2 cores. With a quarter of these training videos (and the same val), the
-    # demo model memorised its training videos (train loss falling, val at chance on kinetics_like).
+    # For `dalitrain demo`: about 80 s on 2 cores. With a quarter of these training videos (same val), the
+    # patch-embedding tiny MViT fitted kinetics_like's training clips (train loss 2.48 -> 2.03 in 300 steps) while
+    # its val stayed at chance; the demo trains on 4x as many distinct videos in the same number of steps.
     "demo": Preset(12, {"kinetics_like": Geometry(128, 96, 12, (40, 40), 80, 6),
                         "moments_like": Geometry(80, 80, 12, (20, 20), 120, 8),
                         "ssv2_like": Geometry(112, 80, 12, (24, 24), 96, 8),
