@@ -28,6 +28,7 @@ class DatasetAccuracy:
     chance_top5: float
     videos: int  # videos evaluated
     expected: int  # videos in the validation manifest
+    predicted_classes: int  # distinct top-1 classes over the videos: 1 means the model predicts a constant
 
 
 VideoScores = dict[tuple[int, int], tuple[torch.Tensor, int]]  # (dataset, index) -> (softmax sum, label)
@@ -56,6 +57,10 @@ def _topk_percent(scores: VideoScores, dataset: int, k: int) -> tuple[float, int
     return (100.0 * sum(hits) / len(hits) if hits else 0.0), len(hits)
 
 
+def _predicted_classes(scores: VideoScores, dataset: int) -> int:
+    return len({int(prob.argmax()) for (d, _), (prob, _) in scores.items() if d == dataset})
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: Iterable[Batch], *, dataset_names: list[str], num_classes: list[int],
              expected: list[int], device: torch.device,
@@ -76,5 +81,5 @@ def evaluate(model: nn.Module, loader: Iterable[Batch], *, dataset_names: list[s
         top5, _ = _topk_percent(scores, k, 5)
         classes = num_classes[k]
         results.append(DatasetAccuracy(name, top1, top5, 100.0 / classes, 100.0 * min(5, classes) / classes,
-                                       videos, expected[k]))
+                                       videos, expected[k], _predicted_classes(scores, k)))
     return results

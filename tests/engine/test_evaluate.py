@@ -43,3 +43,4 @@ def test_multi_view_softmax_averaging_by_hand():
     assert (a.top1, a.top5, a.videos, a.expected) == (50.0, 100.0, 2, 2)  # top-5 of 3 classes is always right
     assert (b.top1, b.top5, b.videos, b.expected) == (0.0, 100.0, 1, 3)
     assert b.chance_top1 == 100 / 7 and b.chance_top5 == 500 / 7
+    assert (a.predicted_classes, b.predicted_classes) == (2, 1)  # video 5 -> class 2, video 6 -> class 0

@@ -12,11 +12,11 @@ from dalitrain.engine.distributed import init_distributed  # noqa: E402
 from dalitrain.engine.trainer import Trainer, TrainingStopped  # noqa: E402
 
 
-def trainer(tmp_path, nan_steps=(), steps=4, accumulation=1, with_eval=False, **train):
+def trainer(tmp_path, nan_steps=(), steps=4, accumulation=1, with_eval=False, model=None, **train):
     cfg = fake_config(str(tmp_path), train=TrainConfig(**{"epochs": 1, "output_dir": str(tmp_path), "log_every": 1,
                                                           "bf16": False, **train}))
     cfg.optim.accumulation_steps = accumulation
-    model = FakeModel()
+    model = model or FakeModel()
     loaders = lambda epoch, start: FakeLoader(epoch=epoch, start_step=start, nan_steps=nan_steps,  # noqa: E731
                                               steps=steps)
     # evaluation: the 3 x 4 samples of a held-out "epoch", each seen as two identical views
@@ -85,3 +85,22 @@ def test_evaluation_best_checkpoint_and_resume_of_a_finished_run(tmp_path, capsy
     second = again.fit()
     assert second.global_step == 8 and second.evaluation is not None
     assert "resumed from" in capsys.readouterr().out
+
+
+def test_feature_spread_is_logged_and_constant_predictions_are_reported(tmp_path, capsys):
+    t, _ = trainer(tmp_path / "healthy", with_eval=True)
+    result = t.fit()
+    assert all(r["feature_std"] > 0.01 for r in records(tmp_path / "healthy") if r["kind"] == "train")
+    err = capsys.readouterr().err  # a few steps may still leave one dataset's few videos on one class
+    assert [f"{r.name}: every validation video" in err for r in result.evaluation] == [
+        r.predicted_classes == 1 for r in result.evaluation]
+    # a backbone frozen at zero weights gives every clip the same features, so the heads predict one class
+    collapsed = FakeModel(dropout=0.0)
+    collapsed.backbone[1].weight.data.zero_()
+    collapsed.backbone[1].weight.requires_grad_(False)
+    t, _ = trainer(tmp_path / "collapsed", with_eval=True, model=collapsed)
+    result = t.fit()
+    assert all(r["feature_std"] == 0 for r in records(tmp_path / "collapsed") if r["kind"] == "train")
+    assert [r.predicted_classes for r in result.evaluation] == [1, 1]
+    err = capsys.readouterr().err
+    assert "d0: every validation video gets the same class" in err and "d1: every" in err
