@@ -80,22 +80,27 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    arch: str = "mvitv2_tiny"  # a registered name, e.g. mvitv2_s_16x4, mvitv2_b_32x3, vivit_b_fe
+    arch: str = "mvitv2_tiny"  # a registered name (`dalitrain info model`), e.g. mvitv2_b_32x3, vivit_fe_b
     head: Literal["linear", "mlp"] = "mlp"
     head_hidden_dim: int = 2048
     expander_hidden_dim: int = 4096
     drop_path_rate: float = 0.1
     activation_checkpointing: bool = False
     compile: bool = False
-    pretrained: Optional[str] = None  # a PySlowFast-style checkpoint to start from
-    stem: Optional[Literal["patch", "conv"]] = None  # MViTv2 only: override the architecture's own stem
+    pretrained: Optional[str] = None  # weights to start from; the file's layout picks the importer
+    # Fields of the architecture's own config dataclass to override, e.g. {stem: patch} (MViTv2) or
+    # {temporal_depth: 24, temporal_pool: cls} (ViViT); an unknown field is refused naming the ones it has.
+    arch_options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class OptimConfig:
+    name: Literal["adamw", "sgd"] = "adamw"  # sgd: synchronous SGD as the co-finetuning and SFA recipes
     lr: float = 2e-4
     weight_decay: float = 0.05
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # adamw
+    momentum: float = 0.9  # sgd
+    nesterov: bool = False  # sgd
     warmup_epochs: float = 10.0
     warmup_start_lr: float = 2e-6
     min_lr: float = 2e-6
@@ -143,6 +148,10 @@ class EvalConfig:
 @dataclass
 class ExperimentConfig:
     data: DataConfig
+    # The training method: what the model builds beyond backbone and heads, and the criterion.
+    #   multitrain: expander + cross-dataset projections, MultiTrain's objective (switches in `loss`);
+    #   cofinetune: heads only, cross-entropy of each sample's own dataset head (per_batch data in its recipe).
+    method: Literal["multitrain", "cofinetune"] = "multitrain"
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -255,6 +264,11 @@ def _apply_override(raw: dict, cls: type, path: list[str], value: Any, text: str
             continue
         while typing.get_origin(tp) in (typing.Union, types.UnionType):  # Optional[Dataclass]
             tp = next(t for t in typing.get_args(tp) if t is not type(None))
+        if typing.get_origin(tp) is dict:  # free-form options (model.arch_options.stem=patch): checked later
+            if not last:
+                raise ConfigError(f"command line: {key}: {'.'.join(path[:depth])} entries have no sub-keys")
+            node[part] = value
+            continue
         if not dataclasses.is_dataclass(tp):
             raise ConfigError(f"command line: {key}: {'.'.join(path[:depth])} has no sub-keys")
         hints = typing.get_type_hints(tp)
@@ -266,7 +280,7 @@ def _apply_override(raw: dict, cls: type, path: list[str], value: Any, text: str
         else:
             child = node.get(part)
             if child is None:
-                child = node[part] = {} if dataclasses.is_dataclass(tp) else []
+                child = node[part] = {} if dataclasses.is_dataclass(tp) or typing.get_origin(tp) is dict else []
             node = child
 
 
@@ -305,6 +319,13 @@ def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict:
     return _merge(_read_yaml(base_path, chain + (path.resolve(),)), raw)
 
 
+def _check_consistent(cfg: ExperimentConfig, source: str) -> None:
+    """What no single field's type can say: choices that need another section's values."""
+    if cfg.data.mixing == "per_batch" and len(cfg.data.datasets) < 2:
+        raise ConfigError(f"{source}: data.mixing: per_batch picks one dataset per batch, but data.datasets has "
+                          f"{len(cfg.data.datasets)} (use mixed)")
+
+
 def load_config(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig:
     """Load a YAML experiment file (and its `base`), apply `KEY=VALUE` overrides, and check every key and type."""
     path = Path(path)
@@ -313,7 +334,9 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig
         keys, value = _parse_override(text)
         _apply_override(raw, ExperimentConfig, keys, value, text)
     try:
-        return _build(ExperimentConfig, raw, "", str(path))
+        cfg = _build(ExperimentConfig, raw, "", str(path))
+        _check_consistent(cfg, str(path))
+        return cfg
     except ConfigError as err:
         if overrides:  # the bad value may come from the command line rather than the file
             raise ConfigError(f"{err} (with overrides {' '.join(overrides)})") from None

@@ -1,9 +1,13 @@
-"""`dalitrain demo [--minutes N] [--out DIR]`: MultiTrain end to end on the CPU within a time budget.
+"""`dalitrain demo [--recipe multitrain|cofinetune] [--minutes N] [--out DIR]`: a recipe end to end on the CPU
+within a time budget.
 
-1. generates the synthetic corpus in DIR/corpus unless it is already complete (generation resumes);
-2. trains `configs/demo_cpu.yaml` (mvitv2_tiny, DALI CPU pipeline) in DIR/run, stopping at the budget;
-3. evaluates every dataset (multi-view), and scores the learned projections against the planted relations;
-4. prints a summary table and writes DIR/summary.json (and the heatmap DIR/relations.png).
+1. generates the recipe's synthetic corpus in DIR/corpus-PRESET unless it is already complete (generation
+   resumes): the `demo` preset for MultiTrain, `demo_unequal` (very unequal dataset sizes) for co-finetuning
+   (`--preset` picks another, e.g. `tiny` in the tests);
+2. trains the recipe's config (`RECIPES`; DALI CPU pipeline) in DIR/run, stopping at the budget;
+3. evaluates every dataset (multi-view); MultiTrain's learned projections are also scored against the planted
+   relations (heatmap DIR/relations.png);
+4. prints a summary table and writes DIR/summary.json (its `recipe` key names the recipe).
 
 The budget covers everything: the training share is what is left after the corpus, minus a reserve for the
 evaluation and the report. A second run with the same DIR resumes the training from its last checkpoint.
@@ -17,7 +21,7 @@ from importlib import resources
 from pathlib import Path
 
 from dalitrain.config import load_config
-from dalitrain.data.synth import generate_corpus
+from dalitrain.data.synth import PRESETS, generate_corpus
 from dalitrain.engine.relations import (heatmap, load_relations, precision_at_k, random_ranking_precision,
                                         read_planted)
 from dalitrain.engine.png import write_png
@@ -26,6 +30,10 @@ from dalitrain.train import train
 
 TRAIN_SHARE = 0.8  # of the time left after the corpus; the rest is for evaluation and the report
 TOP_K = 5
+RECIPES = {  # recipe -> (config shipped in dalitrain.configs, synthetic corpus preset)
+    "multitrain": ("demo_cpu.yaml", "demo"),
+    "cofinetune": ("demo_cofinetune_cpu.yaml", "demo_unequal"),
+}
 
 
 def _corpus_complete(corpus: Path) -> bool:
@@ -35,6 +43,11 @@ def _corpus_complete(corpus: Path) -> bool:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--recipe", choices=list(RECIPES), default="multitrain",
+                        help="multitrain (default; mvitv2_tiny, mixed batches) or cofinetune (vivit_fe_tiny, one "
+                             "dataset per batch, SGD)")
+    parser.add_argument("--preset", choices=list(PRESETS), default=None,
+                        help="synthetic corpus preset (default: the recipe's)")
     parser.add_argument("--minutes", type=float, default=16.0, help="total time budget (default 16)")
     parser.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
 
@@ -43,9 +56,10 @@ def summary_table(summary: dict) -> str:
     lines = [f"{'dataset':<20} {'top-1':>7} {'top-5':>7} {'chance':>7}"]
     for name, r in summary["datasets"].items():
         lines.append(f"{name:<20} {r['top1']:>6.1f}% {r['top5']:>6.1f}% {r['chance']:>6.1f}%")
-    lines.append(f"relations precision@{TOP_K}: {summary['relations_precision_at_5']:.1f}% "
-                 f"(untrained projection: {summary['random_relations_precision_at_5']:.1f}%; a random ranking: "
-                 f"{summary['random_ranking_precision']:.1f}% expected)")
+    if "relations_precision_at_5" in summary:
+        lines.append(f"relations precision@{TOP_K}: {summary['relations_precision_at_5']:.1f}% "
+                     f"(untrained projection: {summary['random_relations_precision_at_5']:.1f}%; a random ranking: "
+                     f"{summary['random_ranking_precision']:.1f}% expected)")
     lines.append(f"training throughput: {summary['clips_per_s']:.2f} clips/s; wall time "
                  f"{summary['wall_minutes']:.1f} min")
     return "\n".join(lines)
@@ -53,16 +67,18 @@ def summary_table(summary: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
+    config_name, preset = RECIPES[args.recipe]
+    preset = args.preset or preset
     out = Path(args.out)
-    corpus = out / "corpus"
+    corpus = out / f"corpus-{preset}"
     if not _corpus_complete(corpus):
-        print(f"generating the synthetic corpus in {corpus}", flush=True)
-        generate_corpus(corpus, preset="demo", seed=0)
+        print(f"generating the synthetic corpus ({preset}) in {corpus}", flush=True)
+        generate_corpus(corpus, preset=preset, seed=0)
     left_minutes = args.minutes - (time.monotonic() - started) / 60.0
     if left_minutes <= 0:
         raise ValueError(f"generating the corpus used the whole budget of {args.minutes} minutes; it is kept in "
                          f"{corpus}: run the demo again, or give more --minutes")
-    with resources.as_file(resources.files("dalitrain.configs") / "demo_cpu.yaml") as config_path:
+    with resources.as_file(resources.files("dalitrain.configs") / config_name) as config_path:
         cfg = load_config(config_path, [f"data.base_dir={corpus.resolve()}",
                                         f"train.output_dir={(out / 'run').resolve()}",
                                         f"train.time_budget_minutes={TRAIN_SHARE * left_minutes:.3f}"])
@@ -70,26 +86,37 @@ def run(args: argparse.Namespace) -> int:
     if result.checkpoint is None or result.evaluation is None:
         raise ValueError(f"{out / 'run'}: the run produced no checkpoint or evaluation")
 
-    learned = load_relations(result.checkpoint)
-    planted = read_planted(corpus / "relations.json", learned.names)
-    png = out / "relations.png"
-    write_png(png, heatmap(learned.trained, [len(c) for c in learned.class_names]))
     best = result.checkpoint.parent / "best.pt"
     summary = {
+        "recipe": args.recipe,
+        "config": config_name,
+        "model": cfg.model.arch,
+        "corpus": str(corpus),
         "datasets": {r.name: {"top1": r.top1, "top5": r.top5, "chance": r.chance_top1,
                               "chance_top5": r.chance_top5, "videos": r.videos, "expected": r.expected}
                      for r in result.evaluation},
         "clips_per_s": result.clips_per_s,
-        "relations_precision_at_5": precision_at_k(learned.trained, planted, TOP_K),
-        "random_relations_precision_at_5": precision_at_k(learned.initial, planted, TOP_K),
-        "random_ranking_precision": random_ranking_precision(planted),
         "checkpoint": str(best if best.is_file() else result.checkpoint),
-        "relations_png": str(png),
         "steps": result.global_step,
         "stopped_by_budget": result.stopped_by_budget,
-        "wall_minutes": (time.monotonic() - started) / 60.0,
     }
+    if cfg.method == "multitrain" and cfg.loss.projection:
+        summary.update(_relations_report(result.checkpoint, corpus, out / "relations.png"))
+    summary["wall_minutes"] = (time.monotonic() - started) / 60.0
     path = write_atomic(out / "summary.json", json.dumps(summary, indent=2))
     print(summary_table(summary))
     print(f"summary: {path}")
     return 0
+
+
+def _relations_report(checkpoint: Path, corpus: Path, png: Path) -> dict:
+    """The learned projections against the relations planted in the corpus, and their heatmap."""
+    learned = load_relations(checkpoint)
+    planted = read_planted(corpus / "relations.json", learned.names)
+    write_png(png, heatmap(learned.trained, [len(c) for c in learned.class_names]))
+    return {
+        "relations_precision_at_5": precision_at_k(learned.trained, planted, TOP_K),
+        "random_relations_precision_at_5": precision_at_k(learned.initial, planted, TOP_K),
+        "random_ranking_precision": random_ranking_precision(planted),
+        "relations_png": str(png),
+    }

@@ -16,6 +16,7 @@ from dalitrain.data.manifest import read_manifest
 from dalitrain.engine.distributed import DistContext, init_distributed, shutdown_distributed
 from dalitrain.engine.state import seed_everything
 from dalitrain.engine.trainer import Trainer, TrainingStopped, TrainResult
+from dalitrain.methods import model_parts
 from dalitrain.models import build_model
 from dalitrain.pipelines.loader import eval_loader, train_loader
 
@@ -35,8 +36,10 @@ def train(cfg: ExperimentConfig, ctx: Optional[DistContext] = None) -> TrainResu
     ctx = ctx or init_distributed(cfg.data.device)
     loader_device = "gpu" if ctx.device.type == "cuda" else "cpu"
     seed_everything(cfg.train.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
+    parts = model_parts(cfg)
     model = build_model(cfg.model, num_classes=[d.num_classes for d in cfg.data.datasets],
-                        num_frames=cfg.data.num_frames, crop_size=cfg.data.crop_size)
+                        num_frames=cfg.data.num_frames, crop_size=cfg.data.crop_size,
+                        expander=parts.expander, projection=parts.projection)
 
     def make_train_loader(epoch: int, start_step: int):
         return train_loader(cfg.data, shard_id=ctx.rank, num_shards=ctx.world_size, seed=cfg.train.seed,

@@ -38,6 +38,10 @@ def test_loads_typed_sections(tmp_path):
     (MINIMAL.replace("manifest: a.txt, ", ""), "data.datasets.0.manifest", "required key is missing"),
     ("optim: {lr: 1.0}\n", "data", "required key is missing"),
     (MINIMAL + "train:\n  epochs: true\n", "train.epochs", "expected an integer"),
+    (MINIMAL + "method: vicreg\n", "method", "must be one of 'multitrain', 'cofinetune'"),
+    (MINIMAL + "  name: lamb\n", "optim.name", "must be one of 'adamw', 'sgd'"),
+    (MINIMAL.replace("    - {name: b, manifest: b.csv, num_classes: 5, sampling: uniform, flip: false}\n",
+                     "  mixing: per_batch\n"), "data.mixing", "per_batch picks one dataset per batch, but data.datasets has 1"),
 ])
 def test_bad_file_names_file_and_key(tmp_path, text, key, reason):
     path = write(tmp_path, text)
@@ -59,6 +63,16 @@ def test_overrides_are_type_checked(tmp_path):
         with pytest.raises(ConfigError) as info:
             load_config(path, [bad])
         assert key in str(info.value) and "\n" not in str(info.value), str(info.value)
+
+
+def test_architecture_options_come_from_the_file_and_the_command_line(tmp_path):
+    path = write(tmp_path, MINIMAL + "model:\n  arch_options: {stem: patch}\n")
+    assert load_config(path).model.arch_options == {"stem": "patch"}
+    cfg = load_config(path, ["model.arch_options.temporal_depth=2", "method=cofinetune", "optim.name=sgd"])
+    assert cfg.model.arch_options == {"stem": "patch", "temporal_depth": 2}
+    assert cfg.method == "cofinetune" and cfg.optim.name == "sgd"
+    with pytest.raises(ConfigError, match="model.arch_options.stem: model.arch_options entries have no sub-keys"):
+        load_config(path, ["model.arch_options.stem.x=1"])
 
 
 def test_invalid_yaml_names_line(tmp_path):

@@ -15,7 +15,8 @@ right-to-left, approaching / receding, clockwise / counter-clockwise), so flippi
 changes the label and averaging the frames over time cannot tell the pair apart. In activitynet_like videos the
 object appears only inside the annotated segment; before and after it the scene holds distractors only.
 
-Presets (`PRESETS`): `demo` (small videos, 2,624 train videos, about 80 s on 2 cores), `bench` (short side
+Presets (`PRESETS`): `demo` (small videos, 2,624 train videos, about 80 s on 2 cores), `demo_unequal` (the same
+videos at very unequal training sizes, for co-finetuning's batch sampling), `bench` (short side
 256, 25 fps, 10 s Kinetics-like clips, a key frame every 25 frames; few videos, for throughput) and `tiny` (for
 the test suite).
 
@@ -149,6 +150,14 @@ PRESETS = {
                         "moments_like": Geometry(80, 80, 12, (20, 20), 120, 8),
                         "ssv2_like": Geometry(112, 80, 12, (24, 24), 96, 8),
                         "activitynet_like": Geometry(128, 72, 12, (72, 108), 64, 5)}),
+    # For `dalitrain demo --recipe cofinetune`: the demo's videos (same seeds, so the same val sets) at very unequal
+    # training sizes, as co-finetuning's datasets are (MiT 800k, K400 240k, SSv2 220k clips, AVA far fewer), so that
+    # size-weighted and alternating batch sampling differ: moments_like 1,440, kinetics_like 960, ssv2_like 168,
+    # activitynet_like 96 training videos (15x from largest to smallest).
+    "demo_unequal": Preset(12, {"kinetics_like": Geometry(128, 96, 12, (40, 40), 80, 6),
+                                "moments_like": Geometry(80, 80, 12, (20, 20), 360, 8),
+                                "ssv2_like": Geometry(112, 80, 12, (24, 24), 24, 8),
+                                "activitynet_like": Geometry(128, 72, 12, (72, 108), 12, 5)}),
     # For throughput benchmarks: like a pre-resized Kinetics (short side 256, 25 fps, a key frame a second).
     "bench": Preset(25, {"kinetics_like": Geometry(340, 256, 25, (250, 250), 2, 1),
                          "moments_like": Geometry(256, 256, 25, (75, 75), 4, 2),

@@ -16,12 +16,10 @@ from typing import Any, Optional
 
 import torch
 
+from dalitrain.models.pretrained import CheckpointError
+
 REQUIRED_KEYS = ("model", "optimizer", "scheduler", "epoch", "step_in_epoch", "global_step")
 _STEP_NAME = re.compile(r"^step-(\d+)\.pt$")
-
-
-class CheckpointError(ValueError):
-    """One line: `<file>: <reason>`."""
 
 
 def save_atomic(state: dict, path: Path) -> None:

@@ -1,6 +1,7 @@
-"""AdamW and its learning-rate schedule: linear warm-up from a start lr, then cosine decay to a minimum.
+"""The optimizer (`optim.name`: AdamW, or SGD with momentum as the co-finetuning and SFA recipes) and its
+learning-rate schedule: linear warm-up from a start lr, then cosine decay to a minimum.
 
-AdamW implementation: PyTorch's fused kernel on CUDA (one launch for all parameters), its default multi-tensor
+SGD: PyTorch's SGD with momentum (and Nesterov when asked), fused on CUDA. AdamW implementation: PyTorch's fused kernel on CUDA (one launch for all parameters), its default multi-tensor
 path on the CPU, or NVIDIA apex's FusedAdam when asked for (`optim.fused: apex`) and importable. The PyPI package
 named `apex` is unrelated to NVIDIA's, so apex is never a dependency and never imported unless asked for.
 """
@@ -15,6 +16,11 @@ from dalitrain.config import OptimConfig
 
 
 def build_optimizer(param_groups: list[dict], cfg: OptimConfig, device: torch.device) -> torch.optim.Optimizer:
+    if cfg.name == "sgd":
+        if cfg.fused == "apex":
+            raise ValueError("optim.fused: apex provides AdamW here; with optim.name: sgd use optim.fused=auto")
+        return torch.optim.SGD(param_groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                               weight_decay=cfg.weight_decay, fused=device.type == "cuda")
     betas = tuple(cfg.betas)
     if cfg.fused == "apex":
         try:

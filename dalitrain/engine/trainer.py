@@ -33,9 +33,9 @@ from dalitrain.engine.evaluate import DatasetAccuracy, evaluate
 from dalitrain.engine.metrics import MetricsLog, Throughput, progress_line
 from dalitrain.engine.optim import build_optimizer, build_scheduler
 from dalitrain.engine.state import rng_state, seed_everything, set_rng_state
-from dalitrain.losses.classification import Targets
+from dalitrain.losses.classification import LossTerms, Targets
 from dalitrain.losses.mixing import mix_within_datasets
-from dalitrain.losses.multitrain import LossTerms, MultiTrainLoss
+from dalitrain.methods import build_criterion
 
 TrainLoaderFactory = Callable[[int, int], Iterable[Batch]]  # (epoch, start_step) -> loader with len()
 EvalLoaderFactory = Callable[[], Iterable[Batch]]
@@ -62,7 +62,7 @@ def feature_spread(embedding: torch.Tensor) -> torch.Tensor:
 class TrainStep(nn.Module):
     """Model and loss as one module, so that DDP also synchronises the loss's own parameters (log sigma)."""
 
-    def __init__(self, model: nn.Module, criterion: MultiTrainLoss):
+    def __init__(self, model: nn.Module, criterion: nn.Module):
         super().__init__()
         self.model = model
         self.criterion = criterion
@@ -71,8 +71,7 @@ class TrainStep(nn.Module):
         with annotate("forward"):
             out = self.model(video)
         with annotate("loss"):
-            losses = self.criterion(out.logits, out.expanded, targets, dataset,
-                                    getattr(self.model, "projection", None))
+            losses = self.criterion(out, targets, dataset)
         if out.embedding.shape[0] > 1:  # every rank has the same batch size, so the same term names
             losses.terms["feature_std"] = feature_spread(out.embedding)
         return losses
@@ -108,14 +107,13 @@ class Trainer:
         self.names = [d.name for d in cfg.data.datasets]
         self.expected_videos = expected_videos or [0] * len(self.names)
         self.model = model.to(ctx.device)
-        self.criterion = MultiTrainLoss(cfg.loss, len(self.names)).to(ctx.device)
+        self.criterion = build_criterion(cfg).to(ctx.device)
         step_module = TrainStep(self.model, self.criterion)
         if ctx.distributed:
-            # Ablations leave the expander (no informative loss) or the projection out of the loss.
-            unused = not (cfg.loss.informative and cfg.loss.projection)
+            # No unused-parameter search: the model builds only what the method's criterion uses, and every
+            # head stays in the graph even when the batch holds none of its dataset (a zero gradient).
             self.step_module = DistributedDataParallel(
-                step_module, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
-                find_unused_parameters=unused)
+                step_module, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
         else:
             self.step_module = step_module
         groups = model.param_groups(cfg.optim.weight_decay)

@@ -8,9 +8,30 @@ that data-parallel ranks holding different shares of a dataset still add up to t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+
+
+class LossTerms(NamedTuple):
+    """What every method's criterion returns."""
+
+    total: torch.Tensor  # what this rank back-propagates
+    terms: dict[str, torch.Tensor]  # detached scalars; their mean over ranks is the global value
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def global_dataset_counts(dataset: torch.Tensor, num_datasets: int) -> torch.Tensor:
+    """[K] float: samples of each dataset in the global batch (summed over ranks)."""
+    counts = torch.bincount(dataset, minlength=num_datasets).to(torch.float32)
+    if world_size() > 1:
+        dist.all_reduce(counts)
+    return counts
 
 
 @dataclass

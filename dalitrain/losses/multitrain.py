@@ -17,35 +17,19 @@ share x world size": its mean over ranks is the global value.
 """
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Optional
+from typing import TYPE_CHECKING
 
 import torch
-import torch.distributed as dist
 from torch import nn
 
 from dalitrain.config import LossConfig
-from dalitrain.losses.classification import Targets, masked_cross_entropy_sum
+from dalitrain.losses.classification import (LossTerms, Targets, global_dataset_counts,
+                                            masked_cross_entropy_sum, world_size)
 from dalitrain.losses.informative import informative_term
 from dalitrain.losses.uncertainty import UncertaintyWeighting
 
-Projection = Callable[[list[torch.Tensor]], list[torch.Tensor]]
-
-
-class LossTerms(NamedTuple):
-    total: torch.Tensor  # what this rank back-propagates
-    terms: dict[str, torch.Tensor]  # detached scalars; their mean over ranks is the global value
-
-
-def _distributed() -> bool:
-    return dist.is_available() and dist.is_initialized()
-
-
-def global_dataset_counts(dataset: torch.Tensor, num_datasets: int) -> torch.Tensor:
-    """[K] float: samples of each dataset in the global batch (summed over ranks)."""
-    counts = torch.bincount(dataset, minlength=num_datasets).to(torch.float32)
-    if _distributed():
-        dist.all_reduce(counts)
-    return counts
+if TYPE_CHECKING:
+    from dalitrain.models.multi_dataset import ModelOutput
 
 
 class MultiTrainLoss(nn.Module):
@@ -55,12 +39,12 @@ class MultiTrainLoss(nn.Module):
         self.num_datasets = num_datasets
         self.uncertainty = UncertaintyWeighting(num_datasets) if cfg.uncertainty else None
 
-    def forward(self, logits: list[torch.Tensor], expanded: torch.Tensor, targets: Targets, dataset: torch.Tensor,
-                projection: Optional[Projection] = None) -> LossTerms:
-        """logits: one [B, C_k] per dataset (every head on every sample); expanded [B, e]; dataset [B]."""
+    def forward(self, output: "ModelOutput", targets: Targets, dataset: torch.Tensor) -> LossTerms:
+        """output: every head on every sample (`logits`, one [B, C_k] per dataset), the expander's [B, e] and the
+        projected logits when the terms that need them are on; dataset [B]."""
+        logits = output.logits
         counts = global_dataset_counts(dataset, self.num_datasets)
-        world = dist.get_world_size() if _distributed() else 1
-        scale = world / counts.clamp(min=1.0)  # [K] sum over this rank's samples -> rank share of the mean
+        scale = world_size() / counts.clamp(min=1.0)  # [K] sum over this rank's samples -> rank share of the mean
         smoothing = self.cfg.label_smoothing
         masks = [dataset == k for k in range(self.num_datasets)]
 
@@ -69,9 +53,9 @@ class MultiTrainLoss(nn.Module):
         task = ce
         terms = {"ce": ce.detach().sum()}
         if self.cfg.projection:
-            if projection is None:
+            added = output.projected
+            if added is None:
                 raise ValueError("loss.projection is on but the model has no projection module")
-            added = projection(logits)
             projected = [logits[k] + added[k] if self.cfg.projection_add else added[k]
                          for k in range(self.num_datasets)]
             proj = torch.stack([masked_cross_entropy_sum(projected[k], targets, masks[k], label_smoothing=smoothing)
@@ -85,7 +69,9 @@ class MultiTrainLoss(nn.Module):
         else:
             total = (task * present.to(task.dtype)).sum()
         if self.cfg.informative:
-            info = informative_term(expanded, weight=self.cfg.informative_weight, std_weight=self.cfg.std_weight,
+            if output.expanded is None:
+                raise ValueError("loss.informative is on but the model has no expander")
+            info = informative_term(output.expanded, weight=self.cfg.informative_weight, std_weight=self.cfg.std_weight,
                                     cov_weight=self.cfg.cov_weight)
             total = total + info
             terms["informative"] = info.detach()

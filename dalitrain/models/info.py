@@ -33,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"{info['model']} at {info['frames']}x{info['size']}x{info['size']}: "
           f"{info['params'] / 1e6:.2f} M params, {info['gmacs']:.2f} GMACs per clip")
     for stage in info["stages"]:
-        print(f"  stage {stage['stage']}: {'x'.join(map(str, stage['shape']))}  (C x T x H x W)")
+        what = "C x T x H x W" if stage["grid"] else "tokens x C"
+        print(f"  {stage['stage']}: {'x'.join(map(str, stage['shape']))}  ({what})")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(info, indent=2) + "\n")
@@ -44,10 +45,9 @@ def describe_model(name: str, *, num_frames: Optional[int] = None, crop_size: Op
     with torch.device("meta"):
         model = create_backbone(name, num_frames=num_frames, crop_size=crop_size, attention_impl="explicit")
     frames, size = model.config.num_frames, model.config.crop_size
-    stage_shapes: list[list[int]] = []
-    hooks = [model.blocks[i].register_forward_hook(
-        lambda _module, _inputs, output: stage_shapes.append([output[0].shape[-1], *output[1]]))
-        for i in model.stage_ends]
+    stage_shapes: list[tuple[list[int], bool]] = []
+    hooks = [module.register_forward_hook(lambda _module, _inputs, output: stage_shapes.append(_shape(output)))
+             for _, module in model.stages()]
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
         model.eval()(torch.empty(1, 3, frames, size, size, device="meta"))
@@ -58,5 +58,14 @@ def describe_model(name: str, *, num_frames: Optional[int] = None, crop_size: Op
         "params": sum(p.numel() for p in model.parameters()),
         "gmacs": counter.get_total_flops() / 2e9,
         "gmacs_by_op": {str(op): n / 2e9 for op, n in counter.get_flop_counts()["Global"].items()},
-        "stages": [{"stage": i + 1, "shape": shape} for i, shape in enumerate(stage_shapes)],
+        "stages": [{"stage": name, "shape": shape, "grid": grid}
+                   for (name, _), (shape, grid) in zip(model.stages(), stage_shapes)],
     }
+
+
+def _shape(output) -> tuple[list[int], bool]:
+    """A stage's output as the contract allows: (tokens [1, L, C], grid) -> [C, T, H, W]; tokens -> [L, C]."""
+    if isinstance(output, tuple):
+        tokens, grid = output
+        return [tokens.shape[-1], *grid], True
+    return list(output.shape[1:]), False

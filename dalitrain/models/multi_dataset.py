@@ -1,46 +1,58 @@
-"""One backbone, one classifier head per dataset, the expander, and the cross-dataset projections."""
+"""One backbone, one classifier head per dataset, and what the training method adds on top of them.
+
+MultiTrain adds the expander (input of the informative loss) and the directed cross-dataset projections;
+co-finetuning adds nothing. The method decides (`dalitrain.methods.model_parts`), so a model never holds a
+module its criterion does not use, and data-parallel training needs no search for unused parameters.
+"""
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import torch
 from torch import nn
 
 from dalitrain.config import ModelConfig
 from dalitrain.models.heads import CrossDatasetProjection, Expander, classifier_head
-from dalitrain.models.mvitv2 import init_weights
-from dalitrain.models.pyslowfast_checkpoint import load_pyslowfast_checkpoint
+from dalitrain.models.layers import trunc_normal_init
+from dalitrain.models.pretrained import load_pretrained
 from dalitrain.models.registry import create_backbone
 
 
 class ModelOutput(NamedTuple):
     embedding: torch.Tensor  # [B, d] pooled backbone output
-    expanded: torch.Tensor  # [B, d] expander output (input of the informative loss)
-    logits: list[torch.Tensor]  # one [B, C_k] per dataset k (before any projection term)
+    logits: list[torch.Tensor]  # one [B, C_k] per dataset k: what evaluation scores
+    expanded: Optional[torch.Tensor] = None  # [B, e] expander output (MultiTrain's informative loss)
+    projected: Optional[list[torch.Tensor]] = None  # [B, C_k] per k: sum_{i != k} W_ik logits_i (MultiTrain)
 
 
 class MultiDatasetModel(nn.Module):
-    def __init__(self, backbone: nn.Module, heads: list[nn.Module], expander: nn.Module,
-                 projection: CrossDatasetProjection):
+    def __init__(self, backbone: nn.Module, heads: list[nn.Module], expander: Optional[nn.Module] = None,
+                 projection: Optional[CrossDatasetProjection] = None):
         super().__init__()
         self.backbone = backbone
         self.heads = nn.ModuleList(heads)
         self.expander = expander
-        self.projection = projection  # called by the loss, not in forward: see CrossDatasetProjection
+        self.projection = projection  # training signal only: see CrossDatasetProjection
         for module in (self.heads, self.expander):
-            module.apply(init_weights)  # trunc-normal(0.02) like the backbone, as PySlowFast does for its head
+            if module is not None:
+                module.apply(trunc_normal_init)
 
     def forward(self, video: torch.Tensor) -> ModelOutput:
         z = self.backbone(video)  # [B, C, T, H, W] -> [B, d]
-        return ModelOutput(z, self.expander(z), [head(z) for head in self.heads])
+        logits = [head(z) for head in self.heads]
+        return ModelOutput(z, logits,
+                           self.expander(z) if self.expander is not None else None,
+                           self.projection(logits) if self.projection is not None else None)
 
     def param_groups(self, weight_decay: float) -> list[dict]:
-        """AdamW groups: decay on weight matrices and conv kernels; none on norms, biases, position embeddings."""
+        """Optimizer groups: decay on weight matrices and conv kernels; none on norms, biases (ndim <= 1) and on
+        what the backbone names in `no_weight_decay()` (position embeddings, class tokens)."""
+        exempt = {f"backbone.{name}" for name in self.backbone.no_weight_decay()}
         decay, no_decay = [], []
         for name, param in self.named_parameters():
             if not param.requires_grad:
                 continue
-            (no_decay if param.ndim <= 1 or "pos_embed" in name else decay).append(param)
+            (no_decay if param.ndim <= 1 or name in exempt else decay).append(param)
         return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
     def inference_state_dict(self) -> dict[str, torch.Tensor]:
@@ -48,16 +60,19 @@ class MultiDatasetModel(nn.Module):
         return {k: v for k, v in self.state_dict().items() if not k.startswith("projection.")}
 
 
-def build_model(cfg: ModelConfig, *, num_classes: list[int], num_frames: int, crop_size: int) -> MultiDatasetModel:
-    stem = {"stem": cfg.stem} if cfg.stem else {}  # only MViTv2 has the choice
+def build_model(cfg: ModelConfig, *, num_classes: list[int], num_frames: int, crop_size: int,
+                expander: bool = False, projection: bool = False) -> MultiDatasetModel:
+    """The backbone `cfg.arch` for T x crop x crop clips with one head per dataset; `expander` and `projection`
+    come from the training method (`dalitrain.methods.model_parts`)."""
     backbone = create_backbone(cfg.arch, num_frames=num_frames, crop_size=crop_size,
                                drop_path_rate=cfg.drop_path_rate,
-                               activation_checkpointing=cfg.activation_checkpointing, **stem)
+                               activation_checkpointing=cfg.activation_checkpointing, **cfg.arch_options)
     if cfg.pretrained:
-        load_pyslowfast_checkpoint(backbone, cfg.pretrained)
+        load_pretrained(backbone, cfg.pretrained)
     heads = [classifier_head(backbone.embed_dim, c, cfg.head, cfg.head_hidden_dim) for c in num_classes]
-    model = MultiDatasetModel(backbone, heads, Expander(backbone.embed_dim, cfg.expander_hidden_dim),
-                              CrossDatasetProjection(num_classes))
+    model = MultiDatasetModel(backbone, heads,
+                              Expander(backbone.embed_dim, cfg.expander_hidden_dim) if expander else None,
+                              CrossDatasetProjection(num_classes) if projection else None)
     if cfg.compile:
         model.backbone.compile()  # in place: state-dict keys keep their names (no `_orig_mod.` prefix)
     return model

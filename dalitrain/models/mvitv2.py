@@ -34,7 +34,10 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from dalitrain.kernels.pooling_attention import pooling_attention
-from dalitrain.models.registry import register_model
+from dalitrain.models.layers import ConvStem, DropPath, Mlp, trunc_normal_init
+from dalitrain.models.pretrained import import_dalitrain
+from dalitrain.models.pyslowfast_checkpoint import import_pyslowfast
+from dalitrain.models.registry import register_model, with_options
 
 Grid = tuple[int, int, int]  # (T, H, W) of a token grid
 
@@ -64,6 +67,10 @@ class MViTv2Config:
 
 
 class MViTv2(nn.Module):
+    """The backbone contract of `registry.py`; `forward_features` also gives the last stage's token grid."""
+
+    weight_importers = {"pyslowfast_mvit": import_pyslowfast, "dalitrain": import_dalitrain}
+
     def __init__(self, config: MViTv2Config, *, num_frames: Optional[int] = None, crop_size: Optional[int] = None,
                  drop_path_rate: Optional[float] = None, activation_checkpointing: Optional[bool] = None):
         super().__init__()
@@ -95,13 +102,25 @@ class MViTv2(nn.Module):
             self.stage_ends.append(len(self.blocks) - 1)
         self.norm = layer_norm(dim)
         self.embed_dim = dim
-        self.apply(init_weights)
+        self.apply(trunc_normal_init)  # as PySlowFast's MViT, its Conv3d pooling and patch kernels included
         nn.init.trunc_normal_(self.pos_embed_spatial, std=0.02)
         nn.init.trunc_normal_(self.pos_embed_temporal, std=0.02)
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         x, _ = self.forward_features(video)
         return self.norm(x).mean(dim=1)  # [B, L, D] -> [B, D]
+
+    def feature_map(self, video: torch.Tensor) -> torch.Tensor:
+        """video [B, C, T, H, W] -> the normalised last-stage tokens on their grid [B, D, T', H', W']."""
+        x, grid = self.forward_features(video)
+        x = self.norm(x)  # [B, T'*H'*W', D]
+        return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], *grid)  # [B, D, T', H', W']
+
+    def no_weight_decay(self) -> set[str]:
+        return {"pos_embed_spatial", "pos_embed_temporal"}
+
+    def stages(self) -> list[tuple[str, nn.Module]]:
+        return [(f"stage {i + 1}", self.blocks[end]) for i, end in enumerate(self.stage_ends)]
 
     def forward_features(self, video: torch.Tensor) -> tuple[torch.Tensor, Grid]:
         """video [B, C, T, H, W] -> tokens [B, T'*H'*W', D] of the last stage and their grid (T', H', W')."""
@@ -136,18 +155,10 @@ class PatchEmbed(nn.Module):
             self.conv_geometry = [(config.patch_kernel, config.patch_stride, config.patch_padding)]
             self.proj = nn.Conv3d(config.in_chans, config.embed_dim, *self.conv_geometry[0])
         elif config.stem == "conv":
-            if config.patch_stride[1:] != (4, 4) or config.patch_stride[0] not in (1, 2):
+            if config.patch_stride[1:] != (4, 4):
                 raise ValueError(f"the conv stem needs a patch stride (1 or 2, 4, 4), got {config.patch_stride}")
-            # (kernel, stride, padding) of the two 3x3 convs: H/2 then H/4, time strided in the second
-            self.conv_geometry = [((1, 3, 3), (1, 2, 2), (0, 1, 1)),
-                                  ((3, 3, 3), (config.patch_stride[0], 2, 2), (1, 1, 1))]
-            first, second = config.stem_channels
-            self.proj = nn.Sequential(
-                nn.Conv3d(config.in_chans, first, *self.conv_geometry[0], bias=False), nn.BatchNorm3d(first),
-                nn.ReLU(inplace=True),
-                nn.Conv3d(first, second, *self.conv_geometry[1], bias=False), nn.BatchNorm3d(second),
-                nn.ReLU(inplace=True),
-                nn.Conv3d(second, config.embed_dim, 1))
+            self.proj = ConvStem(config.in_chans, config.stem_channels, config.embed_dim, config.patch_stride)
+            self.conv_geometry = self.proj.geometry
         else:
             raise ValueError(f"MViTv2Config.stem must be 'patch' or 'conv', got {config.stem!r}")
 
@@ -235,31 +246,6 @@ def pool_tokens(x: torch.Tensor, grid: Grid, pool: nn.Module,
     return (norm(x) if norm is not None else x), grid_out
 
 
-class Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
-
-
-class DropPath(nn.Module):
-    """Stochastic depth: in training, zero a sample's residual branch with probability p, scale the rest."""
-
-    def __init__(self, p: float):
-        super().__init__()
-        self.p = p
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0.0:
-            return x
-        keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(1.0 - self.p)
-        return x * keep / (1.0 - self.p)
-
-
 def layer_norm(dim: int) -> nn.LayerNorm:
     return nn.LayerNorm(dim, eps=1e-6)  # PySlowFast's MViT epsilon, so that its weights give its outputs
 
@@ -268,22 +254,13 @@ def conv_output_grid(size: Grid, kernel: Grid, stride: Grid, padding: Grid) -> G
     return tuple((n + 2 * p - k) // s + 1 for n, k, s, p in zip(size, kernel, stride, padding))
 
 
-def init_weights(module: nn.Module) -> None:
-    """As PySlowFast's MViT: trunc-normal(0.02) linear weights, zero biases, unit LayerNorms."""
-    if isinstance(module, nn.Linear):
-        nn.init.trunc_normal_(module.weight, std=0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.LayerNorm):
-        nn.init.ones_(module.weight)
-        nn.init.zeros_(module.bias)
-
-
-def _build(config: MViTv2Config, attention_impl: Optional[str] = None, stem: Optional[str] = None,
-           **runtime) -> MViTv2:
-    """`attention_impl` and `stem` override the architecture's own choice (benchmarks, checkpoint tests)."""
-    overrides = {key: value for key, value in (("attention_impl", attention_impl), ("stem", stem)) if value}
-    return MViTv2(dataclasses.replace(config, **overrides), **runtime)
+def _build(config: MViTv2Config, *, num_frames: Optional[int] = None, crop_size: Optional[int] = None,
+           drop_path_rate: Optional[float] = None, activation_checkpointing: Optional[bool] = None,
+           **options) -> MViTv2:
+    """`options` replace fields of the architecture's config (`stem`, `attention_impl`, ...): model.arch_options,
+    the benchmarks, the checkpoint tests."""
+    return MViTv2(with_options(config, options), num_frames=num_frames, crop_size=crop_size,
+                  drop_path_rate=drop_path_rate, activation_checkpointing=activation_checkpointing)
 
 
 @register_model
@@ -311,5 +288,5 @@ def mvitv2_tiny(**kwargs) -> MViTv2:
                                crop_size=64, drop_path_rate=0.0, stem="conv"), **kwargs)
 
 
-__all__ = ["MViTv2", "MViTv2Config", "pool_tokens", "conv_output_grid", "init_weights", "mvitv2_s_16x4",
+__all__ = ["MViTv2", "MViTv2Config", "pool_tokens", "conv_output_grid", "mvitv2_s_16x4",
            "mvitv2_b_32x3", "mvitv2_tiny"]

@@ -10,58 +10,30 @@ have no absolute embeddings: ours then keep their initialisation and are reporte
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
-from dalitrain.models.mvitv2 import MViTv2
+from dalitrain.models.pretrained import LoadReport
+
+if TYPE_CHECKING:  # mvitv2 lists this module's importer in MViTv2.weight_importers
+    from dalitrain.models.mvitv2 import MViTv2
 
 # Keys of PySlowFast's MViT that this variant has no counterpart for (`pos_embed`: MViTv1's joint table).
 DROPPED_KEYS = re.compile(r"^(cls_token|pos_embed_class|pos_embed|head\..*|.*\.rel_pos_[htw])$")
 POSITION_KEYS = ("pos_embed_spatial", "pos_embed_temporal")
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be loaded; the message is one line naming the file."""
-
-
-@dataclass
-class LoadReport:
-    loaded: list[str] = field(default_factory=list)
-    dropped: list[str] = field(default_factory=list)  # in the checkpoint, no counterpart here
-    missing: list[str] = field(default_factory=list)  # here, not in the checkpoint (kept at initialisation)
-    resized: list[str] = field(default_factory=list)  # position embeddings interpolated to this token grid
-
-
-def load_pyslowfast_checkpoint(model: MViTv2, path: str | Path) -> LoadReport:
-    state = read_model_state(path)
-    try:
-        converted, report = convert_pyslowfast_state_dict(state, model)
-    except ValueError as err:
-        raise CheckpointError(f"{path}: {err}") from None
+def import_pyslowfast(model: "MViTv2", state: dict[str, torch.Tensor]) -> LoadReport:
+    """`MViTv2.weight_importers["pyslowfast_mvit"]`: load the converted weights, keep the rest initialised."""
+    converted, report = convert_pyslowfast_state_dict(state, model)
     model.load_state_dict(converted, strict=False)
     return report
 
 
-def read_model_state(path: str | Path) -> dict[str, torch.Tensor]:
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises pickle, zip and runtime errors alike for a bad file
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
-    state = checkpoint.get("model_state", checkpoint) if isinstance(checkpoint, dict) else None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{path}: no model state dict (expected a dict of tensors or {{'model_state': ...}})")
-    return state
-
-
 def convert_pyslowfast_state_dict(state: dict[str, torch.Tensor],
-                                  model: MViTv2) -> tuple[dict[str, torch.Tensor], LoadReport]:
+                                  model: "MViTv2") -> tuple[dict[str, torch.Tensor], LoadReport]:
     """Map a PySlowFast MViT state dict onto `model`'s keys; raises ValueError on a mismatching architecture."""
     if model.config.stem != "patch":
         raise ValueError(f"PySlowFast MViTv2 weights need the patch stem, this model has the {model.config.stem!r} "
@@ -91,7 +63,7 @@ def convert_pyslowfast_state_dict(state: dict[str, torch.Tensor],
     return converted, report
 
 
-def resize_position_embedding(key: str, table: torch.Tensor, model: MViTv2) -> torch.Tensor:
+def resize_position_embedding(key: str, table: torch.Tensor, model: "MViTv2") -> torch.Tensor:
     t, h, w = model.input_grid
     dim = table.shape[-1]
     if key == "pos_embed_temporal":  # [1, T0, D] -> [1, T, D]

@@ -1,18 +1,47 @@
 """Backbone registry, timm-style: `@register_model` on a function `name(**kwargs) -> nn.Module`.
 
-A registered backbone takes a video [B, C, T, H, W] and returns its pooled embedding [B, embed_dim]; it exposes
-`embed_dim` (int) and accepts the runtime keyword arguments `num_frames`, `crop_size`, `drop_path_rate` and
-`activation_checkpointing` (None = the model's defaults). `dalitrain info` also uses `attention_impl="explicit"`
-(attention as plain matmuls, which the FLOP counter sees), `config.num_frames`, `config.crop_size`, `blocks` and
-`stage_ends` (index of each stage's last block).
+The backbone contract: what the rest of dalitrain may use of a backbone. Nothing outside `models/` branches on an
+architecture's name; each architecture keeps its own config dataclass, its own init and its own weight importers.
+
+- `backbone(video) -> embedding`: video [B, 3, T, H, W] (normalised, T x crop x crop) -> pooled embedding
+  [B, embed_dim], what every classification head reads.
+- `embed_dim: int`.
+- `feature_map(video) -> [B, C, T', H', W']`: features that keep space and time, for heads that need space
+  (ROI-Align box heads, which take boxes normalised to [0, 1] of the clip). C may differ from embed_dim.
+- `no_weight_decay() -> set[str]`: names (relative to the backbone) of parameters that must not decay although
+  they are matrices: position embeddings, class tokens. Norms and biases (every parameter with ndim <= 1) never
+  decay, so they need not be listed.
+- Factory keywords, each None = the architecture's default: `num_frames`, `crop_size` (the clip the position
+  embeddings are sized for), `drop_path_rate`, `activation_checkpointing` (recompute each block in backward),
+  and `attention_impl` ("fused": dalitrain.kernels; "explicit": q k^T and attn v as plain matmuls, which
+  PyTorch's FLOP counter sees: `dalitrain info` builds with it).
+- `config.num_frames`, `config.crop_size`: the clip it was built for (what `dalitrain info` feeds it).
+- `stages() -> list[tuple[str, nn.Module]]`: the module that ends each stage, in order, for `dalitrain info`; its
+  output is either tokens [B, L, C] (reported as L x C) or (tokens [B, L, C], grid (T, H, W)) (reported as
+  C x T x H x W).
+- `weight_importers: dict[str, importer]` (class attribute): the weight-file layouts it starts from
+  (`models/pretrained.py` detects a file's layout and calls `importer(backbone, state) -> LoadReport`).
 """
 from __future__ import annotations
 
-from typing import Callable
+import dataclasses
+from typing import Any, Callable, TypeVar
 
 from torch import nn
 
 _BACKBONES: dict[str, Callable[..., nn.Module]] = {}
+ConfigT = TypeVar("ConfigT")
+
+
+def with_options(config: ConfigT, options: dict[str, Any]) -> ConfigT:
+    """`config` with some fields replaced (`model.arch_options`, benchmark variants); an unknown field is a
+    one-line ValueError naming the fields the architecture has."""
+    fields = [f.name for f in dataclasses.fields(config)]
+    unknown = [name for name in options if name not in fields]
+    if unknown:
+        raise ValueError(f"model.arch_options: {type(config).__name__} has no field {unknown[0]!r} "
+                         f"(fields: {', '.join(fields)})")
+    return dataclasses.replace(config, **options)
 
 
 def register_model(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
@@ -36,4 +65,4 @@ def create_backbone(name: str, **kwargs) -> nn.Module:
 
 def _import_backbones() -> None:
     """Registration happens when a model module is imported; import them all before a lookup."""
-    from dalitrain.models import mvitv2  # noqa: F401
+    from dalitrain.models import mvitv2, vivit  # noqa: F401

@@ -2,8 +2,11 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+import torch
 
 from dalitrain.config import ConfigError, load_config
+from dalitrain.methods import model_parts
+from dalitrain.models import build_model
 
 CONFIGS = Path(__file__).parents[2] / "configs"
 RECIPE = CONFIGS / "multitrain_k400_mit_ssv2_anet_mvitv2_b32x3.yaml"
@@ -58,16 +61,43 @@ def test_bad_base_is_one_line(tmp_path):
         load_config(tmp_path / "c.yaml")
 
 
-def test_paper_recipe_builds():
-    models = pytest.importorskip("dalitrain.models")
-    if not hasattr(models, "build_model"):
-        pytest.skip("dalitrain.models.build_model is not merged yet")
-    import torch
+def build_for(cfg):
+    parts = model_parts(cfg)
+    with torch.device("meta"):  # shapes only: no memory for the parameters
+        return build_model(dataclasses.replace(cfg.model, pretrained=None),
+                           num_classes=[d.num_classes for d in cfg.data.datasets], num_frames=cfg.data.num_frames,
+                           crop_size=cfg.data.crop_size, expander=parts.expander, projection=parts.projection)
 
+
+def test_paper_recipe_builds():
     cfg = load_config(RECIPE)
-    with torch.device("meta"):  # shapes only: 51 M parameters without allocating them
-        model = models.build_model(cfg.model, num_classes=[d.num_classes for d in cfg.data.datasets],
-                                   num_frames=cfg.data.num_frames, crop_size=cfg.data.crop_size)
+    model = build_for(cfg)
     params = sum(p.numel() for p in model.backbone.parameters())
     assert 45e6 < params < 56e6  # MViTv2-B: 51.2 M with its 400-way head (anchors.md)
     assert model.projection.weight(0, 2).shape == (174, 400)
+
+
+COFINETUNE = CONFIGS / "cofinetune_k400_mit_ssv2_vivit_b.yaml"
+
+
+def test_cofinetune_recipe_matches_the_paper():
+    cfg = load_config(COFINETUNE)
+    assert cfg.method == "cofinetune"
+    assert [(d.name, d.num_classes) for d in cfg.data.datasets] == [
+        ("kinetics400", 400), ("moments_in_time", 339), ("ssv2", 174)]
+    assert (cfg.data.mixing, cfg.data.batch_policy, cfg.data.epoch_size) == ("per_batch", "weighted", None)
+    assert (cfg.data.num_frames, cfg.data.stride, cfg.data.batch_size * 16) == (32, 2, 128)
+    o = cfg.optim
+    assert (o.name, o.lr, o.momentum, o.warmup_epochs) == ("sgd", 0.2, 0.9, 2.5)
+    assert cfg.loss.label_smoothing == 0.1 and cfg.model.drop_path_rate == 0.2 and cfg.train.epochs == 15
+    assert (cfg.eval.temporal_views, cfg.eval.spatial_views) == (1, 1)
+    model = build_for(cfg)
+    assert model.expander is None and model.projection is None
+    assert 110e6 < sum(p.numel() for p in model.backbone.parameters()) < 120e6  # ViViT-B FE: 115.1 M
+
+
+def test_cofinetune_recipe_on_mvitv2_changes_only_the_backbone_and_clip():
+    vivit, mvit = load_config(COFINETUNE), load_config(CONFIGS / "cofinetune_k400_mit_ssv2_mvitv2_s16x4.yaml")
+    assert mvit.model.arch == "mvitv2_s_16x4" and (mvit.data.num_frames, mvit.data.stride) == (16, 4)
+    assert mvit.optim == vivit.optim and mvit.loss == vivit.loss and mvit.method == vivit.method
+    assert build_for(mvit).projection is None

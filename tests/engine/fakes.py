@@ -3,28 +3,22 @@
 FakeLoader follows the loader contract: `len()` = steps per epoch per rank, iteration starts at `start_step`, and
 the data depend only on (seed, epoch, step): rank r of n gets rows r::n of the global batch, so n ranks together
 see exactly what one process with an n-times larger batch sees. FakeModel follows the model contract: returns
-(embedding, expanded, logits) and has `projection(logits)`, `projection.weight(src, dst)` and `param_groups`.
+the model's `ModelOutput` (embedding, logits, expanded, projected) and has `projection.weight(src, dst)` and
+`param_groups`.
 """
 from __future__ import annotations
 
 import os
 import signal
-from typing import NamedTuple
-
 import torch
 from torch import nn
 
 from dalitrain.config import DataConfig, DatasetConfig, ExperimentConfig, LossConfig, OptimConfig, TrainConfig
 from dalitrain.data.batch import Batch
+from dalitrain.models import ModelOutput
 
 NUM_CLASSES = [3, 5]
 VIDEO_SHAPE = (3, 2, 4, 4)
-
-
-class FakeOutput(NamedTuple):
-    embedding: torch.Tensor
-    expanded: torch.Tensor
-    logits: list[torch.Tensor]
 
 
 class FakeLoader:
@@ -83,9 +77,10 @@ class FakeModel(nn.Module):
         self.expander = nn.Linear(dim, expanded)
         self.projection = FakeProjection(num_classes)
 
-    def forward(self, video: torch.Tensor) -> FakeOutput:
+    def forward(self, video: torch.Tensor) -> ModelOutput:
         z = self.backbone(video)
-        return FakeOutput(z, self.expander(z), [head(z) for head in self.heads])
+        logits = [head(z) for head in self.heads]
+        return ModelOutput(z, logits, self.expander(z), self.projection(logits))
 
     def param_groups(self, weight_decay: float) -> list[dict]:
         decay = [p for p in self.parameters() if p.ndim >= 2]

@@ -34,3 +34,15 @@ def test_apex_asked_for_but_absent_is_one_clear_line():
     cfg = OptimConfig(fused="apex")
     with pytest.raises(ValueError, match="NVIDIA apex is not importable|CUDA-only"):
         build_optimizer([{"params": [torch.nn.Parameter(torch.zeros(1))]}], cfg, torch.device("cpu"))
+
+
+def test_sgd_with_momentum_and_nesterov_from_config():
+    param = torch.nn.Parameter(torch.ones(3))
+    cfg = OptimConfig(name="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.0)
+    optimizer = build_optimizer([{"params": [param]}], cfg, torch.device("cpu"))
+    assert isinstance(optimizer, torch.optim.SGD)
+    assert optimizer.defaults["momentum"] == 0.9 and optimizer.defaults["nesterov"]
+    for _ in range(2):  # gradient 1 each step: buffer 1 then 1.9; nesterov step = g + 0.9 * buffer
+        param.grad = torch.ones(3)
+        optimizer.step()
+    torch.testing.assert_close(param.detach(), torch.full((3,), 1.0 - 0.1 * 1.9 - 0.1 * (1 + 0.9 * 1.9)))

@@ -1,13 +1,11 @@
 import math
 
-import pytest
 import torch
 
-pytest.importorskip("dalitrain.kernels.informative_loss")
-
-from dalitrain.config import LossConfig  # noqa: E402
-from dalitrain.losses.classification import Targets  # noqa: E402
-from dalitrain.losses.multitrain import MultiTrainLoss  # noqa: E402
+from dalitrain.config import LossConfig
+from dalitrain.losses.classification import Targets
+from dalitrain.losses.multitrain import MultiTrainLoss
+from dalitrain.models import ModelOutput
 
 LN3 = math.log(3.0)
 # sample 0 is from dataset 0 (label 1), sample 1 from dataset 1 (label 0)
@@ -20,7 +18,7 @@ EXPANDED = torch.tensor([[1.0, 0.0], [-1.0, 0.0]])
 
 def loss(**switches):
     cfg = LossConfig(**{"informative": False, "uncertainty": False, **switches})
-    return MultiTrainLoss(cfg, num_datasets=2)(LOGITS, EXPANDED, TARGETS, DATASET, lambda logits: ADDED)
+    return MultiTrainLoss(cfg, num_datasets=2)(ModelOutput(EXPANDED[:, 0], LOGITS, EXPANDED, ADDED), TARGETS, DATASET)
 
 
 def test_vanilla_multi_head_ce_by_hand():
@@ -60,10 +58,10 @@ def test_absent_dataset_contributes_nothing_and_gets_no_gradient():
     dataset = torch.tensor([0, 0, 0])  # dataset 1 absent
     targets = Targets.plain(torch.tensor([1, 3, 0]))
     criterion = MultiTrainLoss(LossConfig(informative=False, projection=False), num_datasets=2)
-    out = criterion(logits, torch.randn(3, 8), targets, dataset)
+    out = criterion(ModelOutput(torch.randn(3, 8), logits), targets, dataset)
     out.total.backward()
     assert torch.all(logits[1].grad == 0) and logits[0].grad.abs().sum() > 0
     assert criterion.uncertainty.log_sigma.grad[1] == 0
     # changing the absent head's logits changes nothing
-    other = criterion([logits[0], logits[1] * 10], torch.randn(3, 8), targets, dataset)
+    other = criterion(ModelOutput(torch.randn(3, 8), [logits[0], logits[1] * 10]), targets, dataset)
     assert torch.equal(other.total, out.total)

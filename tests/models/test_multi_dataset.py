@@ -12,17 +12,39 @@ def small_config(**kwargs) -> ModelConfig:
     return ModelConfig(arch="mvitv2_tiny", head_hidden_dim=32, expander_hidden_dim=64, **kwargs)
 
 
+def full_model(cfg: ModelConfig | None = None):
+    return build_model(cfg or small_config(), num_classes=CLASSES, num_frames=8, crop_size=64, expander=True,
+                       projection=True)
+
+
 def test_forward_returns_embedding_expansion_and_one_logits_per_dataset():
-    model = build_model(small_config(), num_classes=CLASSES, num_frames=8, crop_size=64)
+    model = full_model()
     out = model(torch.randn(2, 3, 8, 64, 64))
     assert isinstance(out, ModelOutput)
     assert out.embedding.shape == (2, 384) and out.expanded.shape == (2, 384)
     assert [y.shape for y in out.logits] == [(2, c) for c in CLASSES]
-    assert [y.shape for y in model.projection(out.logits)] == [(2, c) for c in CLASSES]
+    assert [y.shape for y in out.projected] == [(2, c) for c in CLASSES]
+    # projected[k] = sum over the other datasets i of W_ik logits_i
+    expected = out.logits[1] @ model.projection.weight(1, 0).T + out.logits[2] @ model.projection.weight(2, 0).T
+    torch.testing.assert_close(out.projected[0], expected)
+
+
+def test_a_model_without_method_parts_has_no_expander_or_projection():
+    model = build_model(small_config(), num_classes=CLASSES, num_frames=8, crop_size=64)
+    out = model(torch.randn(2, 3, 8, 64, 64))
+    assert out.expanded is None and out.projected is None
+    assert not any(name.startswith(("expander.", "projection.")) for name, _ in model.named_parameters())
+
+
+def test_unknown_architecture_option_is_one_line():
+    with pytest.raises(ValueError, match=r"model.arch_options: MViTv2Config has no field 'temporal_depth' "
+                                         r"\(fields: embed_dim, .*stem"):
+        build_model(small_config(arch_options={"temporal_depth": 2}), num_classes=CLASSES, num_frames=8,
+                    crop_size=64)
 
 
 def test_weight_decay_groups_exclude_norms_biases_and_position_embeddings():
-    model = build_model(small_config(), num_classes=CLASSES, num_frames=8, crop_size=64)
+    model = full_model()
     decay, no_decay = model.param_groups(0.05)
     assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
     names = {id(p): n for n, p in model.named_parameters()}
@@ -37,11 +59,11 @@ def test_weight_decay_groups_exclude_norms_biases_and_position_embeddings():
 
 
 def test_inference_export_drops_only_the_projections():
-    model = build_model(small_config(), num_classes=CLASSES, num_frames=8, crop_size=64)
+    model = full_model()
     exported = model.inference_state_dict()
     dropped = set(model.state_dict()) - set(exported)
     assert dropped == {f"projection.maps.{i}_to_{k}.weight" for i in range(3) for k in range(3) if i != k}
-    fresh = build_model(small_config(), num_classes=CLASSES, num_frames=8, crop_size=64).eval()
+    fresh = full_model().eval()
     missing, unexpected = fresh.load_state_dict(exported, strict=False)
     assert set(missing) == dropped and unexpected == []
     video = torch.randn(1, 3, 8, 64, 64)

@@ -135,3 +135,17 @@ def test_torch_compile_traces_the_model():
     compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
     with torch.no_grad():
         torch.testing.assert_close(compiled(video), model(video), rtol=1e-4, atol=1e-5)
+
+
+def test_every_linear_and_convolution_starts_trunc_normal_002_as_pyslowfast():
+    torch.manual_seed(0)
+    model = create_backbone("mvitv2_s_16x4", num_frames=4, crop_size=64)
+    for name, module in model.named_modules():
+        if isinstance(module, (torch.nn.Linear, torch.nn.Conv3d)):
+            w = module.weight.detach()
+            # torch's trunc_normal_ cuts at +-2 absolute, so at std 0.02 it is a plain normal; PyTorch's default
+            # for the 3x3x3 depthwise pooling (fan-in 27) would have std 0.11
+            if w.numel() >= 1000:
+                assert 0.018 < w.std().item() < 0.022, name
+            if module.bias is not None:
+                assert torch.all(module.bias == 0), name

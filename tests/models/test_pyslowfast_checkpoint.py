@@ -4,7 +4,7 @@ import torch
 
 from dalitrain.config import ModelConfig
 from dalitrain.models import build_model
-from dalitrain.models.pyslowfast_checkpoint import CheckpointError, load_pyslowfast_checkpoint
+from dalitrain.models.pretrained import CheckpointError, load_pretrained
 from dalitrain.models.registry import create_backbone
 
 
@@ -42,7 +42,7 @@ def test_every_weight_is_mapped_and_relative_tables_class_token_and_head_are_dro
     checkpoint = synthetic_checkpoint(model, spatial_side=16, temporal=4)
     path = tmp_path / "MVITv2_tiny.pyth"
     torch.save(checkpoint, path)
-    report = load_pyslowfast_checkpoint(model, path)
+    report = load_pretrained(model, path)
     loaded = model.state_dict()
     for key, value in checkpoint["model_state"].items():
         key = key.removeprefix("module.")
@@ -61,7 +61,7 @@ def test_position_embeddings_are_interpolated_to_the_models_token_grid(tmp_path)
     state["module.pos_embed_spatial"] = torch.arange(48.0).expand(1, 64, 48).clone()  # constant over space
     state["module.pos_embed_temporal"] = torch.linspace(0, 3, 4)[None, :, None].expand(1, 4, 48).clone()
     torch.save(checkpoint, tmp_path / "k400.pyth")
-    report = load_pyslowfast_checkpoint(model, tmp_path / "k400.pyth")
+    report = load_pretrained(model, tmp_path / "k400.pyth")
     assert sorted(report.resized) == ["pos_embed_spatial", "pos_embed_temporal"]
     assert model.pos_embed_spatial.shape == (1, 256, 48) and model.pos_embed_temporal.shape == (1, 8, 48)
     torch.testing.assert_close(model.pos_embed_spatial.detach(), torch.arange(48.0).expand(1, 256, 48))
@@ -76,7 +76,7 @@ def test_published_mvitv2_weights_without_absolute_embeddings_keep_ours(tmp_path
     for key in ("module.pos_embed_spatial", "module.pos_embed_temporal", "module.pos_embed_class"):
         del checkpoint["model_state"][key]
     torch.save(checkpoint, tmp_path / "mvitv2.pyth")
-    report = load_pyslowfast_checkpoint(model, tmp_path / "mvitv2.pyth")
+    report = load_pretrained(model, tmp_path / "mvitv2.pyth")
     assert report.missing == ["pos_embed_spatial", "pos_embed_temporal"]
     torch.testing.assert_close(model.pos_embed_spatial.detach(), before)
 
@@ -84,7 +84,7 @@ def test_published_mvitv2_weights_without_absolute_embeddings_keep_ours(tmp_path
 def test_build_model_starts_from_the_pretrained_file(tmp_path):
     source = create_backbone("mvitv2_tiny", stem="patch")
     torch.save(synthetic_checkpoint(source, 16, 4), tmp_path / "ckpt.pyth")
-    model = build_model(ModelConfig(arch="mvitv2_tiny", stem="patch", pretrained=str(tmp_path / "ckpt.pyth"),
+    model = build_model(ModelConfig(arch="mvitv2_tiny", arch_options={"stem": "patch"}, pretrained=str(tmp_path / "ckpt.pyth"),
                                     head_hidden_dim=8, expander_hidden_dim=8), num_classes=[3], num_frames=8,
                         crop_size=64)
     saved = torch.load(tmp_path / "ckpt.pyth")["model_state"]["module.blocks.2.attn.qkv.weight"]
@@ -100,14 +100,14 @@ def bad_checkpoints(tmp_path):
     partial = {k: v for k, v in create_backbone("mvitv2_tiny", stem="patch").state_dict().items()
                if not k.startswith("norm.")}
     torch.save(partial, tmp_path / "partial.pyth")
-    torch.save({"model_state": {"blocks.99.attn.qkv.weight": torch.zeros(1)}}, tmp_path / "deeper.pyth")
+    torch.save({"model_state": {"blocks.99.attn.pool_q.weight": torch.zeros(1)}}, tmp_path / "deeper.pyth")
     return [
         ("missing.pyth", "checkpoint not found"),
-        ("garbage.pyth", "not a readable PyTorch checkpoint"),
-        ("strings.pyth", "no model state dict"),
+        ("garbage.pyth", "not a readable weight file"),
+        ("strings.pyth", "no state dict of tensors"),
         ("other_size.pyth", r"blocks\.0\.attn\.qkv\.weight: shape \(999, 48\) in the checkpoint, \(144, 48\)"),
         ("partial.pyth", "2 weights missing, e.g. 'norm.weight'"),
-        ("deeper.pyth", "unexpected key 'blocks.99.attn.qkv.weight'"),
+        ("deeper.pyth", "unexpected key 'blocks.99.attn.pool_q.weight'"),
     ]
 
 
@@ -115,7 +115,7 @@ def test_a_bad_checkpoint_gives_one_line_naming_the_file(tmp_path):
     for name, reason in bad_checkpoints(tmp_path):
         model = create_backbone("mvitv2_tiny", stem="patch")
         with pytest.raises(CheckpointError, match=reason) as error:
-            load_pyslowfast_checkpoint(model, tmp_path / name)
+            load_pretrained(model, tmp_path / name)
         message = str(error.value)
         assert message.startswith(str(tmp_path / name) + ": ") and "\n" not in message
         assert isinstance(error.value, ValueError)  # the CLI prints ValueErrors as one line and exits 2
@@ -124,4 +124,4 @@ def test_a_bad_checkpoint_gives_one_line_naming_the_file(tmp_path):
 def test_weights_for_the_patch_stem_are_refused_by_a_conv_stem_model_in_one_line(tmp_path):
     torch.save(synthetic_checkpoint(create_backbone("mvitv2_tiny", stem="patch"), 16, 4), tmp_path / "k400.pyth")
     with pytest.raises(CheckpointError, match=r"k400\.pyth: .*need the patch stem, this model has the 'conv' stem"):
-        load_pyslowfast_checkpoint(create_backbone("mvitv2_tiny"), tmp_path / "k400.pyth")
+        load_pretrained(create_backbone("mvitv2_tiny"), tmp_path / "k400.pyth")
