@@ -17,7 +17,8 @@ SUBCOMMANDS = {
     "bench": ("dalitrain.benchmarks.run", "run a benchmark script (pipeline, model, kernels)"),
     "train": ("dalitrain.train", "train from a YAML config (torchrun for several processes)"),
     "relations": ("dalitrain.engine.relations", "cross-dataset class relations learned by the projections"),
-    "demo": ("dalitrain.demo", "synthetic corpus -> MultiTrain on the CPU -> evaluation and report"),
+    "demo": ("dalitrain.demo", "synthetic corpus -> a recipe (MultiTrain, co-finetuning) on the CPU -> "
+                                "evaluation and report"),
 }
 
 

@@ -69,17 +69,20 @@ class FakeProjection(nn.Module):
 
 
 class FakeModel(nn.Module):
-    def __init__(self, num_classes: list[int] = NUM_CLASSES, dim: int = 8, expanded: int = 16, dropout: float = 0.1):
+    def __init__(self, num_classes: list[int] = NUM_CLASSES, dim: int = 8, expanded: int = 16, dropout: float = 0.1,
+                 multitrain_parts: bool = True):
         super().__init__()
         self.backbone = nn.Sequential(nn.Flatten(), nn.Linear(torch.Size(VIDEO_SHAPE).numel(), dim), nn.GELU(),
                                       nn.Dropout(dropout))
         self.heads = nn.ModuleList(nn.Linear(dim, c) for c in num_classes)
-        self.expander = nn.Linear(dim, expanded)
-        self.projection = FakeProjection(num_classes)
+        self.expander = nn.Linear(dim, expanded) if multitrain_parts else None
+        self.projection = FakeProjection(num_classes) if multitrain_parts else None
 
     def forward(self, video: torch.Tensor) -> ModelOutput:
         z = self.backbone(video)
         logits = [head(z) for head in self.heads]
+        if self.expander is None:
+            return ModelOutput(z, logits)
         return ModelOutput(z, logits, self.expander(z), self.projection(logits))
 
     def param_groups(self, weight_decay: float) -> list[dict]:

@@ -9,8 +9,6 @@ from pathlib import Path
 import pytest
 import torch
 
-pytest.importorskip("dalitrain.kernels.informative_loss")
-
 WORKER = Path(__file__).with_name("worker.py")
 
 
@@ -25,16 +23,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_ranks_equal_one_process_with_the_whole_batch(tmp_path):
+@pytest.mark.parametrize("method", ["multitrain", "cofinetune"])
+def test_two_ranks_equal_one_process_with_the_whole_batch(tmp_path, method):
+    """Also: DDP runs without searching for unused parameters, for a method whose model has no expander or
+    projection and whose heads see batches without their dataset on one rank."""
     two, one = tmp_path / "two", tmp_path / "one"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    options = ["--epochs", "1", "--no-randomness", "--method", method]
     ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                          f"--master_port={free_port()}", str(WORKER), str(two), "--batch-size", "2", "--epochs", "1",
-                          "--no-randomness"],
+                          f"--master_port={free_port()}", str(WORKER), str(two), "--batch-size", "2", *options],
                          capture_output=True, text=True, timeout=240, env=env)
     assert ddp.returncode == 0, ddp.stderr[-3000:]
-    single = subprocess.run([sys.executable, str(WORKER), str(one), "--batch-size", "4", "--epochs", "1",
-                             "--no-randomness"],
+    single = subprocess.run([sys.executable, str(WORKER), str(one), "--batch-size", "4", *options],
                             capture_output=True, text=True, timeout=240, env=env)
     assert single.returncode == 0, single.stderr[-3000:]
 

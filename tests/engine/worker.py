@@ -26,14 +26,16 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--no-randomness", action="store_true")
+    parser.add_argument("--method", default="multitrain")
     args = parser.parse_args()
     ctx = init_distributed("cpu")
     cfg = fake_config(args.output_dir, train=TrainConfig(epochs=args.epochs, output_dir=args.output_dir,
                                                          log_every=1, bf16=False))
     if args.no_randomness:
         cfg.loss.mixup_alpha = 0.0
+    cfg.method = args.method
     torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
-    model = FakeModel(dropout=0.0 if args.no_randomness else 0.1)
+    model = FakeModel(dropout=0.0 if args.no_randomness else 0.1, multitrain_parts=args.method == "multitrain")
     kill_at = tuple(args.kill_at) if args.kill_at else None
 
     def train_loader(epoch, start_step):
