@@ -45,11 +45,12 @@ def _corpus_complete(corpus: Path) -> bool:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recipe", choices=list(RECIPES), default="multitrain",
                         help="multitrain (default; mvitv2_tiny, mixed batches) or cofinetune (vivit_fe_tiny, one "
-                             "dataset per batch, SGD)")
+                             "dataset per batch; configs/demo_cofinetune_cpu.yaml)")
     parser.add_argument("--preset", choices=list(PRESETS), default=None,
                         help="synthetic corpus preset (default: the recipe's)")
     parser.add_argument("--minutes", type=float, default=16.0, help="total time budget (default 16)")
-    parser.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
+    parser.add_argument("--out", default=None, help="output directory (default runs/demo for multitrain, "
+                                                       "runs/demo-cofinetune for cofinetune)")
 
 
 def summary_table(summary: dict) -> str:
@@ -69,8 +70,9 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     config_name, preset = RECIPES[args.recipe]
     preset = args.preset or preset
-    out = Path(args.out)
+    out = Path(args.out or ("runs/demo" if args.recipe == "multitrain" else f"runs/demo-{args.recipe}"))
     corpus = out / f"corpus-{preset}"
+    run_dir = out / f"run-{args.recipe}"  # a second recipe in the same --out must not resume the first one's run
     if not _corpus_complete(corpus):
         print(f"generating the synthetic corpus ({preset}) in {corpus}", flush=True)
         generate_corpus(corpus, preset=preset, seed=0)
@@ -80,11 +82,11 @@ def run(args: argparse.Namespace) -> int:
                          f"{corpus}: run the demo again, or give more --minutes")
     with resources.as_file(resources.files("dalitrain.configs") / config_name) as config_path:
         cfg = load_config(config_path, [f"data.base_dir={corpus.resolve()}",
-                                        f"train.output_dir={(out / 'run').resolve()}",
+                                        f"train.output_dir={run_dir.resolve()}",
                                         f"train.time_budget_minutes={TRAIN_SHARE * left_minutes:.3f}"])
     result = train(cfg)
     if result.checkpoint is None or result.evaluation is None:
-        raise ValueError(f"{out / 'run'}: the run produced no checkpoint or evaluation")
+        raise ValueError(f"{run_dir}: the run produced no checkpoint or evaluation")
 
     best = result.checkpoint.parent / "best.pt"
     summary = {
@@ -103,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     if cfg.method == "multitrain" and cfg.loss.projection:
         summary.update(_relations_report(result.checkpoint, corpus, out / "relations.png"))
     summary["wall_minutes"] = (time.monotonic() - started) / 60.0
-    path = write_atomic(out / "summary.json", json.dumps(summary, indent=2))
+    path = write_atomic(out / "summary.json", json.dumps(summary, indent=2))  # the last recipe run in `out`
     print(summary_table(summary))
     print(f"summary: {path}")
     return 0

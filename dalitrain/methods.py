@@ -41,6 +41,4 @@ def build_criterion(cfg: ExperimentConfig) -> nn.Module:
     num_datasets = len(cfg.data.datasets)
     if cfg.method == "multitrain":
         return MultiTrainLoss(cfg.loss, num_datasets)
-    if cfg.method == "cofinetune":
-        return CoFinetuneLoss(num_datasets, label_smoothing=cfg.loss.label_smoothing)
-    raise ValueError(f"method: unknown method {cfg.method!r} (multitrain or cofinetune)")
+    return CoFinetuneLoss(num_datasets, label_smoothing=cfg.loss.label_smoothing)  # the config allows no other

@@ -1,9 +1,10 @@
 """The optimizer (`optim.name`: AdamW, or SGD with momentum as the co-finetuning and SFA recipes) and its
 learning-rate schedule: linear warm-up from a start lr, then cosine decay to a minimum.
 
-SGD: PyTorch's SGD with momentum (and Nesterov when asked), fused on CUDA. AdamW implementation: PyTorch's fused kernel on CUDA (one launch for all parameters), its default multi-tensor
-path on the CPU, or NVIDIA apex's FusedAdam when asked for (`optim.fused: apex`) and importable. The PyPI package
-named `apex` is unrelated to NVIDIA's, so apex is never a dependency and never imported unless asked for.
+SGD: PyTorch's SGD with momentum (and Nesterov when asked), fused on CUDA. AdamW: PyTorch's fused kernel on CUDA
+(one launch for all parameters), its default multi-tensor path on the CPU, or NVIDIA apex's FusedAdam when asked
+for (`optim.fused: apex`) and importable. The PyPI package named `apex` is unrelated to NVIDIA's, so apex is never
+a dependency and never imported unless asked for.
 """
 from __future__ import annotations
 

@@ -30,8 +30,8 @@ class CoFinetuneLoss(nn.Module):
         self.label_smoothing = label_smoothing
 
     def forward(self, output: "ModelOutput", targets: Targets, dataset: torch.Tensor) -> LossTerms:
-        """output.logits: one [B, C_k] per dataset; dataset [B]. Summed over this rank's rows and divided by the
-        global batch size times the world size, so DDP's gradient average is the single-process mean."""
+        """output.logits: one [B, C_k] per dataset; dataset [B]. Summed over this rank's rows and scaled by
+        world size / global batch size, so DDP's gradient average is the single-process mean."""
         batch = global_dataset_counts(dataset, self.num_datasets).sum().clamp(min=1.0)
         per_dataset = torch.stack([
             masked_cross_entropy_sum(output.logits[k], targets, dataset == k, label_smoothing=self.label_smoothing)

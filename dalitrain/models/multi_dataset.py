@@ -64,6 +64,11 @@ def build_model(cfg: ModelConfig, *, num_classes: list[int], num_frames: int, cr
                 expander: bool = False, projection: bool = False) -> MultiDatasetModel:
     """The backbone `cfg.arch` for T x crop x crop clips with one head per dataset; `expander` and `projection`
     come from the training method (`dalitrain.methods.model_parts`)."""
+    runtime = {"num_frames": "data.num_frames", "crop_size": "data.crop_size", "drop_path_rate": "model.drop_path_rate",
+               "activation_checkpointing": "model.activation_checkpointing"}
+    for key in cfg.arch_options:
+        if key in runtime:
+            raise ValueError(f"model.arch_options.{key}: set by {runtime[key]}, not as an architecture option")
     backbone = create_backbone(cfg.arch, num_frames=num_frames, crop_size=crop_size,
                                drop_path_rate=cfg.drop_path_rate,
                                activation_checkpointing=cfg.activation_checkpointing, **cfg.arch_options)

@@ -65,6 +65,16 @@ class MViTv2Config:
     num_frames: int = 16  # input the position embeddings are sized for, unless the caller gives another
     crop_size: int = 224
 
+    def __post_init__(self):
+        """Options may come from YAML (`model.arch_options`): lists become tuples, and a choice outside its
+        Literal is refused in one line instead of falling through to another branch."""
+        for name in ("depths", "patch_kernel", "patch_stride", "patch_padding", "stem_channels", "pool_kernel",
+                     "stage_q_stride", "kv_stride"):
+            setattr(self, name, tuple(getattr(self, name)))
+        for name, allowed in (("stem", ("patch", "conv")), ("attention_impl", ("fused", "explicit"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"MViTv2Config.{name} must be one of {allowed}, got {getattr(self, name)!r}")
+
 
 class MViTv2(nn.Module):
     """The backbone contract of `registry.py`; `forward_features` also gives the last stage's token grid."""

@@ -37,7 +37,7 @@ def convert_pyslowfast_state_dict(state: dict[str, torch.Tensor],
     """Map a PySlowFast MViT state dict onto `model`'s keys; raises ValueError on a mismatching architecture."""
     if model.config.stem != "patch":
         raise ValueError(f"PySlowFast MViTv2 weights need the patch stem, this model has the {model.config.stem!r} "
-                         "stem (set model.stem: patch)")
+                         "stem (set model.arch_options.stem: patch)")
     own = model.state_dict()
     report = LoadReport()
     converted = {}

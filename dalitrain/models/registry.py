@@ -25,6 +25,8 @@ architecture's name; each architecture keeps its own config dataclass, its own i
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import pkgutil
 from typing import Any, Callable, TypeVar
 
 from torch import nn
@@ -64,5 +66,9 @@ def create_backbone(name: str, **kwargs) -> nn.Module:
 
 
 def _import_backbones() -> None:
-    """Registration happens when a model module is imported; import them all before a lookup."""
-    from dalitrain.models import mvitv2, vivit  # noqa: F401
+    """Registration happens when a model module is imported; import every module of `dalitrain.models` before a
+    lookup, so a new architecture file registers itself without being named here."""
+    import dalitrain.models as package
+
+    for module in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"{package.__name__}.{module.name}")

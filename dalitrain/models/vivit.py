@@ -43,7 +43,9 @@ from dalitrain.models.vit_checkpoint import import_hf_vit, import_timm_vit
 
 @dataclass
 class ViViTConfig:
-    embed_dim: int = 768  # width of both transformers (Scenic's FE has one hidden size)
+    # Width of both transformers: Scenic's FE has one hidden size, so the temporal width is not a field of its own
+    # (a deviation from "temporal width configurable"; temporal depth, heads and MLP size are).
+    embed_dim: int = 768
     depth: int = 12  # spatial transformer blocks
     num_heads: int = 12
     mlp_dim: int = 3072
@@ -289,9 +291,9 @@ def vivit_fe_b(**kwargs) -> ViViT:
     The ViViT paper gives FE-B 115.1 M params and 284.4 GFLOPs (multiply-adds) per view. Counted here
     (FlopCounterMode on the meta device, attention_impl="explicit"): 114.76 M params (-0.3%), 283.34 GMACs
     (-0.4%). The paper's parameters include a Kinetics-400 classifier (768 x 400 + 400 = 0.31 M: 115.06 M), so 4
-    temporal layers is what its count implies (each temporal layer is 7.09 M). The 1.06 GMACs left are not
-    traced; likely the elementwise work PyTorch's counter skips (softmax, norms, GELU, residual additions: about
-    0.4 G elements over the clip). Stochastic depth 0.2 as in the co-finetuning paper."""
+    temporal layers is what its count implies (each temporal layer is 7.09 M). The 1.06 GMACs (0.4%) left are not
+    explained here: the elementwise work PyTorch's counter skips is about 0.4 G elements, too little to be all of
+    it. Stochastic depth 0.2 as in the co-finetuning paper."""
     return _build(ViViTConfig(drop_path_rate=0.2), **kwargs)
 
 

@@ -14,13 +14,15 @@ from dalitrain.config import ModelConfig
 from dalitrain.models import build_model, create_backbone, list_models
 from dalitrain.models.pretrained import load_pretrained
 
-# (frames, crop) small enough for a CPU test and large enough for each family's token grid
-SMALL_CLIP = {"mvitv2": (4, 32), "vivit": (4, 32)}
+# (frames, crop) small enough for a CPU test and large enough for every registered model's token grid; a model
+# that needs another clip gets an entry in CLIP_OVERRIDES
+SMALL_CLIP = (4, 32)
+CLIP_OVERRIDES: dict[str, tuple[int, int]] = {}
 LARGE = 200e6
 
 
 def small_clip(name: str) -> tuple[int, int]:
-    return SMALL_CLIP[name.split("_")[0]]
+    return CLIP_OVERRIDES.get(name, SMALL_CLIP)
 
 
 def param_count(name: str) -> int:

@@ -36,6 +36,22 @@ def test_a_model_without_method_parts_has_no_expander_or_projection():
     assert not any(name.startswith(("expander.", "projection.")) for name, _ in model.named_parameters())
 
 
+@pytest.mark.parametrize("options, message", [
+    ({"num_frames": 16}, "model.arch_options.num_frames: set by data.num_frames, not as an architecture option"),
+    ({"attention_impl": "flash"}, "MViTv2Config.attention_impl must be one of ('fused', 'explicit'), got 'flash'"),
+])
+def test_bad_architecture_options_are_one_line(options, message):
+    with pytest.raises(ValueError) as err:
+        build_model(small_config(arch_options=options), num_classes=CLASSES, num_frames=8, crop_size=64)
+    assert str(err.value) == message
+
+
+def test_yaml_lists_in_architecture_options_become_tuples():
+    model = build_model(small_config(arch_options={"stem": "patch", "patch_stride": [2, 4, 4]}),
+                        num_classes=CLASSES, num_frames=8, crop_size=64)
+    assert model.backbone.config.patch_stride == (2, 4, 4) and model.backbone.input_grid == (4, 16, 16)
+
+
 def test_unknown_architecture_option_is_one_line():
     with pytest.raises(ValueError, match=r"model.arch_options: MViTv2Config has no field 'temporal_depth' "
                                          r"\(fields: embed_dim, .*stem"):
