@@ -5,10 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
-
-pytest.importorskip("dalitrain.kernels.informative_loss")
 
 WORKER = Path(__file__).with_name("worker.py")
 

@@ -3,13 +3,11 @@ import json
 import pytest
 import torch
 
-pytest.importorskip("dalitrain.kernels.informative_loss")
+from fakes import FakeLoader, FakeModel, fake_config
 
-from fakes import FakeLoader, FakeModel, fake_config  # noqa: E402
-
-from dalitrain.config import TrainConfig  # noqa: E402
-from dalitrain.engine.distributed import init_distributed  # noqa: E402
-from dalitrain.engine.trainer import Trainer, TrainingStopped  # noqa: E402
+from dalitrain.config import TrainConfig
+from dalitrain.engine.distributed import init_distributed
+from dalitrain.engine.trainer import Trainer, TrainingStopped
 
 
 def trainer(tmp_path, nan_steps=(), steps=4, accumulation=1, with_eval=False, model=None, **train):
