@@ -34,7 +34,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from dalitrain.kernels.pooling_attention import pooling_attention
-from dalitrain.models.layers import ConvStem, DropPath, Mlp, init_transformer
+from dalitrain.models.layers import ConvStem, DropPath, Mlp, trunc_normal_init
 from dalitrain.models.pretrained import import_dalitrain
 from dalitrain.models.pyslowfast_checkpoint import import_pyslowfast
 from dalitrain.models.registry import register_model, with_options
@@ -112,7 +112,7 @@ class MViTv2(nn.Module):
             self.stage_ends.append(len(self.blocks) - 1)
         self.norm = layer_norm(dim)
         self.embed_dim = dim
-        init_transformer(self)  # as PySlowFast's MViT, its Conv3d pooling and patch kernels included
+        self.apply(trunc_normal_init)  # as PySlowFast's MViT, its Conv3d pooling and patch kernels included
         nn.init.trunc_normal_(self.pos_embed_spatial, std=0.02)
         nn.init.trunc_normal_(self.pos_embed_temporal, std=0.02)
 

@@ -35,7 +35,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from dalitrain.kernels.pooling_attention import pooling_attention
-from dalitrain.models.layers import ConvStem, DropPath, Mlp, init_transformer
+from dalitrain.models.layers import ConvStem, DropPath, Mlp, trunc_normal_init
 from dalitrain.models.pretrained import import_dalitrain
 from dalitrain.models.registry import register_model, with_options
 from dalitrain.models.vit_checkpoint import import_hf_vit, import_timm_vit
@@ -113,7 +113,7 @@ class ViViT(nn.Module):
         self.spatial = SpatialTransformer(config)
         self.temporal = TemporalTransformer(config)
         self.set_activation_checkpointing(activation_checkpointing)
-        init_transformer(self)  # as timm's and Scenic's ViT
+        self.apply(trunc_normal_init)  # as timm's and Scenic's ViT
         for encoder in (self.spatial, self.temporal):
             nn.init.trunc_normal_(encoder.cls_token, std=0.02)
             nn.init.trunc_normal_(encoder.pos_embed, std=0.02)

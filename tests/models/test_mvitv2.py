@@ -149,12 +149,3 @@ def test_every_linear_and_convolution_starts_trunc_normal_002_as_pyslowfast():
                 assert 0.018 < w.std().item() < 0.022, name
             if module.bias is not None:
                 assert torch.all(module.bias == 0), name
-
-
-def test_the_early_convolution_stem_keeps_the_conv_net_init():
-    torch.manual_seed(0)
-    stem = create_backbone("mvitv2_tiny").patch_embed.proj  # conv 3 -> 32 (fan-in 27), 32 -> 64 (864), 64 -> 48
-    for conv, fan_in in ((stem[0], 27), (stem[3], 864), (stem[6], 64)):
-        bound = (1 / fan_in) ** 0.5  # PyTorch's default: Kaiming-uniform with a = sqrt(5), U(+-1/sqrt(fan_in))
-        assert conv.weight.abs().max() <= bound and conv.weight.std() > 0.8 * bound / 3 ** 0.5
-    assert torch.all(stem[1].weight == 1) and torch.all(stem[1].bias == 0)
