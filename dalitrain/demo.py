@@ -7,7 +7,8 @@ within a time budget.
 2. trains the recipe's config (`RECIPES`; DALI CPU pipeline) in DIR/run, stopping at the budget;
 3. evaluates every dataset (multi-view); MultiTrain's learned projections are also scored against the planted
    relations (heatmap DIR/relations.png);
-4. prints a summary table and writes DIR/summary.json (its `recipe` key names the recipe).
+4. prints a summary table and writes DIR/summary.json (its `recipe` key names the recipe): the last evaluation,
+   and the epoch and top-1 of the best checkpoint (best.pt, chosen on the same validation sets).
 
 The budget covers everything: the training share is what is left after the corpus, minus a reserve for the
 evaluation and the report. A second run with the same DIR resumes the training from its last checkpoint.
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from dalitrain.config import load_config
 from dalitrain.data.synth import PRESETS, generate_corpus
+from dalitrain.engine.checkpoint import load_checkpoint
 from dalitrain.engine.relations import (heatmap, load_relations, precision_at_k, random_ranking_precision,
                                         read_planted)
 from dalitrain.engine.png import write_png
@@ -54,9 +56,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def summary_table(summary: dict) -> str:
-    lines = [f"{'dataset':<20} {'top-1':>7} {'top-5':>7} {'chance':>7}"]
+    best = summary.get("best")
+    best_head = f" {'best@' + str(best['epoch']):>8}" if best else ""
+    lines = [f"{'dataset':<20} {'top-1':>7} {'top-5':>7} {'chance':>7}{best_head}"]
     for name, r in summary["datasets"].items():
-        lines.append(f"{name:<20} {r['top1']:>6.1f}% {r['top5']:>6.1f}% {r['chance']:>6.1f}%")
+        best_top1 = f" {best['top1'][name]:>7.1f}%" if best else ""
+        lines.append(f"{name:<20} {r['top1']:>6.1f}% {r['top5']:>6.1f}% {r['chance']:>6.1f}%{best_top1}")
     if "relations_precision_at_5" in summary:
         lines.append(f"relations precision@{TOP_K}: {summary['relations_precision_at_5']:.1f}% "
                      f"(untrained projection: {summary['random_relations_precision_at_5']:.1f}%; a random ranking: "
@@ -99,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
                      for r in result.evaluation},
         "clips_per_s": result.clips_per_s,
         "checkpoint": str(best if best.is_file() else result.checkpoint),
+        # top-1 of the checkpoint named above when it is best.pt: chosen on these same validation sets
+        "best": _best_evaluation(best) if best.is_file() else None,
         "steps": result.global_step,
         "stopped_by_budget": result.stopped_by_budget,
     }
@@ -109,6 +116,14 @@ def run(args: argparse.Namespace) -> int:
     print(summary_table(summary))
     print(f"summary: {path}")
     return 0
+
+
+def _best_evaluation(best: Path) -> dict:
+    """Epoch and per-dataset top-1 of the best checkpoint (the highest mean top-1 over the evaluations)."""
+    state = load_checkpoint(best)
+    # a checkpoint names the epoch it resumes at: the next one, unless the budget stopped this one part way
+    epoch = state["epoch"] + (1 if state["step_in_epoch"] else 0)
+    return {"epoch": epoch, "top1": {r["name"]: r["top1"] for r in state["evaluation"]}}
 
 
 def _relations_report(checkpoint: Path, corpus: Path, png: Path) -> dict:

@@ -27,6 +27,9 @@ def test_demo_writes_the_summary(tmp_path):
     assert (tmp_path / "relations.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert summary["checkpoint"].endswith(".pt")
     assert summary["recipe"] == "multitrain" and summary["model"] == "mvitv2_tiny"
+    best = summary["best"]  # the evaluation stored in best.pt: the highest mean top-1 of the run's evaluations
+    assert set(best["top1"]) == set(summary["datasets"]) and best["epoch"] >= 1
+    assert sum(best["top1"].values()) >= sum(r["top1"] for r in summary["datasets"].values()) - 1e-9
 
 
 def test_cofinetune_demo_trains_vivit_and_reports_no_relations(tmp_path):
