@@ -39,6 +39,7 @@ setup(
         "pyyaml",
         "nvtx",
         "av",
+        "safetensors",  # image ViT weights as users download them (model.pretrained)
     ],
     extras_require={
         "dev": ["pytest", "pytest-timeout"],
