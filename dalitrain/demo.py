@@ -4,7 +4,7 @@ within a time budget.
 1. generates the recipe's synthetic corpus in DIR/corpus-PRESET unless it is already complete (generation
    resumes): the `demo` preset for MultiTrain, `demo_unequal` (very unequal dataset sizes) for co-finetuning
    (`--preset` picks another, e.g. `tiny` in the tests);
-2. trains the recipe's config (`RECIPES`; DALI CPU pipeline) in DIR/run, stopping at the budget;
+2. trains the recipe's config (`RECIPES`; DALI CPU pipeline) in DIR/run-RECIPE, stopping at the budget;
 3. evaluates every dataset (multi-view); MultiTrain's learned projections are also scored against the planted
    relations (heatmap DIR/relations.png);
 4. prints a summary table and writes DIR/summary.json (its `recipe` key names the recipe): the last evaluation,

@@ -37,7 +37,7 @@ from dalitrain.kernels.pooling_attention import pooling_attention
 from dalitrain.models.layers import ConvStem, DropPath, Mlp, trunc_normal_init
 from dalitrain.models.pretrained import import_dalitrain
 from dalitrain.models.pyslowfast_checkpoint import import_pyslowfast
-from dalitrain.models.registry import register_model, with_options
+from dalitrain.models.registry import check_config, register_model, with_options
 
 Grid = tuple[int, int, int]  # (T, H, W) of a token grid
 
@@ -66,14 +66,7 @@ class MViTv2Config:
     crop_size: int = 224
 
     def __post_init__(self):
-        """Options may come from YAML (`model.arch_options`): lists become tuples, and a choice outside its
-        Literal is refused in one line instead of falling through to another branch."""
-        for name in ("depths", "patch_kernel", "patch_stride", "patch_padding", "stem_channels", "pool_kernel",
-                     "stage_q_stride", "kv_stride"):
-            setattr(self, name, tuple(getattr(self, name)))
-        for name, allowed in (("stem", ("patch", "conv")), ("attention_impl", ("fused", "explicit"))):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"MViTv2Config.{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        check_config(self)
 
 
 class MViTv2(nn.Module):

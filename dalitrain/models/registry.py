@@ -27,12 +27,25 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import pkgutil
-from typing import Any, Callable, TypeVar
+import typing
+from typing import Any, Callable, Literal, TypeVar
 
 from torch import nn
 
 _BACKBONES: dict[str, Callable[..., nn.Module]] = {}
 ConfigT = TypeVar("ConfigT")
+
+
+def check_config(config: Any) -> None:
+    """For an architecture config's `__post_init__`, since options may come from YAML (`model.arch_options`):
+    tuple fields given as lists become tuples, and a value outside a Literal field's choices is a one-line
+    ValueError instead of falling through to another branch. Both read from the dataclass's annotations."""
+    for name, tp in typing.get_type_hints(type(config)).items():
+        value = getattr(config, name)
+        if typing.get_origin(tp) is tuple and isinstance(value, list):
+            setattr(config, name, tuple(value))
+        elif typing.get_origin(tp) is Literal and value not in typing.get_args(tp):
+            raise ValueError(f"{type(config).__name__}.{name} must be one of {typing.get_args(tp)}, got {value!r}")
 
 
 def with_options(config: ConfigT, options: dict[str, Any]) -> ConfigT:

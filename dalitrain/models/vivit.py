@@ -37,7 +37,7 @@ from torch.utils.checkpoint import checkpoint
 from dalitrain.kernels.pooling_attention import pooling_attention
 from dalitrain.models.layers import ConvStem, DropPath, Mlp, trunc_normal_init
 from dalitrain.models.pretrained import import_dalitrain
-from dalitrain.models.registry import register_model, with_options
+from dalitrain.models.registry import check_config, register_model, with_options
 from dalitrain.models.vit_checkpoint import import_hf_vit, import_timm_vit
 
 
@@ -71,13 +71,7 @@ class ViViTConfig:
     attention_impl: Literal["fused", "explicit"] = "fused"
 
     def __post_init__(self):
-        self.tubelet = tuple(self.tubelet)  # a YAML list from `arch_options`
-        self.stem_channels = tuple(self.stem_channels)
-        choices = {"temporal_pool": ("mean", "cls"), "tubelet_init": ("central_frame", "inflate"),
-                   "attention_impl": ("fused", "explicit"), "stem": ("tubelet", "conv")}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"ViViTConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        check_config(self)  # lists from `arch_options` -> tuples, Literal fields checked
         for heads in (self.num_heads, self.temporal_heads):
             if self.embed_dim % heads:
                 raise ValueError(f"ViViTConfig: embed_dim {self.embed_dim} is not divisible by {heads} heads")
