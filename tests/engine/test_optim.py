@@ -46,3 +46,10 @@ def test_sgd_with_momentum_and_nesterov_from_config():
         param.grad = torch.ones(3)
         optimizer.step()
     torch.testing.assert_close(param.detach(), torch.full((3,), 1.0 - 0.1 * 1.9 - 0.1 * (1 + 0.9 * 1.9)))
+
+
+def test_apex_with_sgd_is_one_line():
+    cfg = OptimConfig(name="sgd", fused="apex")
+    with pytest.raises(ValueError) as err:
+        build_optimizer([{"params": [torch.nn.Parameter(torch.zeros(1))]}], cfg, torch.device("cpu"))
+    assert str(err.value) == "optim.fused: apex provides AdamW here; with optim.name: sgd use optim.fused=auto"
