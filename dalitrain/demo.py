@@ -51,6 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", choices=list(PRESETS), default=None,
                         help="synthetic corpus preset (default: the recipe's)")
     parser.add_argument("--minutes", type=float, default=16.0, help="total time budget (default 16)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="training seed (train.seed: initialisation, sampling, augmentation); the corpus is "
+                             "always generated with seed 0")
     parser.add_argument("--out", default=None, help="output directory (default runs/demo for multitrain, "
                                                        "runs/demo-cofinetune for cofinetune)")
 
@@ -88,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
     with resources.as_file(resources.files("dalitrain.configs") / config_name) as config_path:
         cfg = load_config(config_path, [f"data.base_dir={corpus.resolve()}",
                                         f"train.output_dir={run_dir.resolve()}",
-                                        f"train.time_budget_minutes={TRAIN_SHARE * left_minutes:.3f}"])
+                                        f"train.time_budget_minutes={TRAIN_SHARE * left_minutes:.3f}",
+                                        f"train.seed={args.seed}"])
     result = train(cfg)
     if result.checkpoint is None or result.evaluation is None:
         raise ValueError(f"{run_dir}: the run produced no checkpoint or evaluation")
@@ -98,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         "recipe": args.recipe,
         "config": config_name,
         "model": cfg.model.arch,
+        "seed": args.seed,
         "corpus": str(corpus),
         "datasets": {r.name: {"top1": r.top1, "top5": r.top5, "chance": r.chance_top1,
                               "chance_top5": r.chance_top5, "videos": r.videos, "expected": r.expected}
@@ -109,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         "steps": result.global_step,
         "stopped_by_budget": result.stopped_by_budget,
     }
-    if cfg.method == "multitrain" and cfg.loss.projection:
+    if cfg.method == "multitrain" and cfg.loss.projection != "none":
         summary.update(_relations_report(result.checkpoint, corpus, out / "relations.png"))
     summary["wall_minutes"] = (time.monotonic() - started) / 60.0
     path = write_atomic(out / "summary.json", json.dumps(summary, indent=2))  # the last recipe run in `out`
