@@ -35,6 +35,7 @@ def expected_validation_videos(data: DataConfig) -> list[int]:
 def train(cfg: ExperimentConfig, ctx: Optional[DistContext] = None) -> TrainResult:
     ctx = ctx or init_distributed(cfg.data.device)
     loader_device = "gpu" if ctx.device.type == "cuda" else "cpu"
+    device_id = ctx.device.index or 0  # the DALI graph runs on this rank's GPU
     seed_everything(cfg.train.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
     parts = model_parts(cfg)
     model = build_model(cfg.model, num_classes=[d.num_classes for d in cfg.data.datasets],
@@ -43,10 +44,11 @@ def train(cfg: ExperimentConfig, ctx: Optional[DistContext] = None) -> TrainResu
 
     def make_train_loader(epoch: int, start_step: int):
         return train_loader(cfg.data, shard_id=ctx.rank, num_shards=ctx.world_size, seed=cfg.train.seed,
-                            epoch=epoch, start_step=start_step, device=loader_device)
+                            epoch=epoch, start_step=start_step, device=loader_device, device_id=device_id)
 
     def make_eval_loader():
-        return eval_loader(cfg.data, cfg.eval, shard_id=ctx.rank, num_shards=ctx.world_size, device=loader_device)
+        return eval_loader(cfg.data, cfg.eval, shard_id=ctx.rank, num_shards=ctx.world_size, device=loader_device,
+                           device_id=device_id)
 
     has_validation = any(d.val_manifest for d in cfg.data.datasets)
     trainer = Trainer(cfg, ctx, model, train_loader=make_train_loader,

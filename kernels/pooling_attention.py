@@ -243,20 +243,31 @@ def _check_inputs(q, k, v, residual) -> None:
         raise ValueError("pooling_attention: q, k, v and residual must share one dtype")
 
 
+def _autocast_inputs(*tensors: Optional[torch.Tensor]) -> tuple:
+    """Under autocast, the kernel gets autocast's dtype. A custom Function is on none of autocast's op lists, so it
+    would receive what the op before it returned: fp32 from MViTv2's norm_q/k/v (CUDA autocast runs layer_norm in
+    fp32), and the fp32 kernels run without tensor cores and past the shared memory of most GPUs."""
+    device_type = tensors[0].device.type
+    if not torch.is_autocast_enabled(device_type):
+        return tensors
+    dtype = torch.get_autocast_dtype(device_type)
+    return tuple(t if t is None else t.to(dtype) for t in tensors)
+
+
 def _head_dim_contiguous(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
     return t if t is None or t.stride(-1) == 1 else t.contiguous()
 
 
 def pooling_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, residual: Optional[torch.Tensor] = None,
                       scale: Optional[float] = None, backend: str = "auto") -> torch.Tensor:
-    """softmax(q k^T * scale) v + residual, [B, h, Lq, dh], in q's dtype. backend "auto": the Triton kernels for
-    CUDA tensors, scaled_dot_product_attention + residual otherwise."""
+    """softmax(q k^T * scale) v + residual, [B, h, Lq, dh], in q's dtype (autocast's dtype under autocast).
+    backend "auto": the Triton kernels for CUDA tensors, scaled_dot_product_attention + residual otherwise."""
     _check_inputs(q, k, v, residual)
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
     if not _backend.use_triton("pooling_attention", q, backend):
         out = F.scaled_dot_product_attention(q, k, v, scale=scale)
         return out if residual is None else out + residual
-    q, k, v, residual = (_head_dim_contiguous(t) for t in (q, k, v, residual))
+    q, k, v, residual = (_head_dim_contiguous(t) for t in _autocast_inputs(q, k, v, residual))
     return _PoolingAttention.apply(q, k, v, residual, scale)
 
 

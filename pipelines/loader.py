@@ -1,6 +1,7 @@
 """The loader the engine iterates: sampling plan -> decode -> DALI graph -> `Batch` of torch tensors.
 
-    loader = train_loader(cfg.data, shard_id=rank, num_shards=world, seed=cfg.train.seed, epoch=e, start_step=k)
+    loader = train_loader(cfg.data, shard_id=rank, num_shards=world, seed=cfg.train.seed, epoch=e, start_step=k,
+                          device="gpu", device_id=local_rank)  # the DALI graph on this rank's GPU
     for batch in loader: ...          # len(loader) steps per epoch on every rank; the first epoch starts at k
     loader.skipped                    # {dataset name: files that failed to decode this epoch}
     loader.set_epoch(e + 1)           # re-plans in place (a new loader per epoch works as well)
@@ -8,16 +9,18 @@
 
 Determinism: everything a batch holds follows from (seed, epoch), so a run resumed with `start_step=k` gets
 the same batches k, k+1, ... as the uninterrupted run (iterating again without set_epoch replays the epoch). Two
-exceptions: DALI's auto_augment draws its own random numbers (seeded by seed + epoch, restarted on resume), and
-a file that failed before the resume point is only quarantined again when it is met again.
+exceptions: DALI's auto_augment draws its own random numbers (seeded per (seed, rank, epoch), restarted on
+resume), and a file that failed before the resume point is only quarantined again when it is met again.
 
 Stages, each inside an NVTX range (`dalitrain.decode`, `dalitrain.dali`, `dalitrain.to_torch`):
 1. the plan (dalitrain/data/sampling.py) fixes every sample of the epoch from (seed, epoch);
-2. on the CPU, a thread pool decodes the next batch's clips (dalitrain.pipelines.decode, the fastest measured
+2. on the CPU, a thread pool decodes the next batches' clips (dalitrain.pipelines.decode, the fastest measured
    strategy by default; torchcodec also crops and scales while converting colours) while DALI augments the
-   current one; on the GPU, and with `decoder: dali`, the pool only reads the files' bytes and the graph decodes;
+   current one; with NVDEC (the GPU's default) or `decoder: dali`, the pool only reads the files' bytes and the
+   graph decodes; on a GPU with `decoder: pyav|torchcodec`, the CPU decodes and the graph augments on the GPU;
 3. the DALI graph (dalitrain.pipelines.graph) crops and resizes (unless the decoder did), flips and normalises;
-4. its output is copied into (pinned, with CUDA) torch tensors.
+4. its output is copied into (pinned, with CUDA) torch tensors, on the current CUDA stream.
+Steps 2-4 of batch k + 1 run in a background thread while the consumer trains on batch k.
 
 Bad files: a file that fails to decode is quarantined for the rest of the run and its sample is replaced by
 another video of the same dataset (chosen deterministically from the sample's position), so batch sizes and the
@@ -79,26 +82,34 @@ def resolve_device(requested: str, configured: str) -> str:
 
 
 def resolve_decoder(name: str, device: str) -> str:
-    """The decode strategy: on the GPU always NVDEC in the graph; on the CPU the configured one or the fastest."""
-    if device == "gpu":
-        return "nvdec"
+    """The decode strategy. `default`: NVDEC in the graph on the GPU, the fastest measured CPU decoder on the CPU.
+    On the GPU, `pyav` or `torchcodec` decode on the CPU and the graph augments on the GPU (for codecs NVDEC does
+    not read, or when the CPU decoders keep up); `dali` there is DALI's GPU decoder, NVDEC."""
     if name == "default":
-        return next(d for d in CPU_DECODERS if d != "torchcodec" or torchcodec_available())
+        return "nvdec" if device == "gpu" else next(d for d in CPU_DECODERS
+                                                     if d != "torchcodec" or torchcodec_available())
+    if name == "nvdec":
+        if device != "gpu":
+            raise ValueError("data.decoder: nvdec decodes on the GPU, but the loader runs on the CPU "
+                             "(data.device: cpu, or no CUDA here)")
+        return name
     if name not in CPU_DECODERS:
-        raise ValueError(f"data.decoder: unknown decoder {name!r} (known: default, {', '.join(CPU_DECODERS)})")
+        raise ValueError(f"data.decoder: unknown decoder {name!r} (known: default, nvdec, {', '.join(CPU_DECODERS)})")
     if name == "torchcodec" and not torchcodec_available():
         raise RuntimeError("data.decoder: torchcodec cannot load (it needs the system FFmpeg libraries)")
-    return name
+    return "nvdec" if name == "dali" and device == "gpu" else name
 
 
 class VideoLoader:
     """Iterates one rank's batches of one epoch; see the module docstring."""
 
     def __init__(self, data: DataConfig, datasets: list[DatasetRecords], plan_fn, *, training: bool,
-                 batch_size: int, seed: int, epoch: int, start_step: int, device: str):
+                 batch_size: int, seed: int, epoch: int, start_step: int, device: str, device_id: int = 0,
+                 shard_id: int = 0):
         self.data, self.datasets, self.plan_fn = data, datasets, plan_fn
         self.training, self.batch_size, self.seed = training, batch_size, seed
         self.device = resolve_device(device, data.device)
+        self.device_id, self.shard_id = device_id, shard_id
         self.decoder = resolve_decoder(data.decoder, self.device)
         self.decode_in_graph = self.decoder in ("dali", "nvdec")
         self.resize_in_graph = self.decoder not in WINDOWED
@@ -121,15 +132,26 @@ class VideoLoader:
         return len(self.plan)
 
     def __iter__(self) -> Iterator[Batch]:
-        # decoding runs PREFETCH batches ahead, so the decode threads never wait for DALI or the consumer
-        pending = {step: self._submit(self.plan[step])
-                   for step in range(self.start_step, min(self.start_step + PREFETCH, len(self.plan)))}
-        for step in range(self.start_step, len(self.plan)):
+        # Decoding runs PREFETCH batches ahead, so the decode threads never wait for DALI or the consumer; and
+        # one thread assembles batch k + 1 (collect, DALI graph, copy out) while the consumer trains on batch k,
+        # since pipe.run() blocks its caller. Every DALI call of an epoch is made from that one thread.
+        steps = range(self.start_step, len(self.plan))
+        pending = {step: self._submit(self.plan[step]) for step in steps[:PREFETCH]}
+
+        def assemble(step: int) -> Batch:
             with nvtx.annotate("dalitrain.decode", color="blue"):
                 samples, clips = self._collect(step, self.plan[step], pending.pop(step))
             if step + PREFETCH < len(self.plan):
                 pending[step + PREFETCH] = self._submit(self.plan[step + PREFETCH])
-            yield self._augment(step, samples, clips)
+            return self._augment(step, samples, clips)
+
+        with ThreadPoolExecutor(1, thread_name_prefix="dalitrain-assemble") as assembler:
+            ahead = assembler.submit(assemble, steps[0]) if steps else None
+            for step in steps:
+                batch = ahead.result()
+                if step + 1 < len(self.plan):
+                    ahead = assembler.submit(assemble, step + 1)
+                yield batch
         self.start_step = 0
         for d, count in self.skipped.items():
             if count:
@@ -193,13 +215,20 @@ class VideoLoader:
 
     # -- augmentation ------------------------------------------------------------------------------------
 
+    def pipeline_placement(self) -> dict:
+        """Where the DALI graph runs and how it is seeded: on this rank's GPU (under torchrun, LOCAL_RANK's; not
+        GPU 0 for every rank), with a seed of its own per (seed, rank, epoch), so ranks draw different random
+        augmentations."""
+        seed = int(np.random.SeedSequence([self.seed, self.shard_id, self.epoch]).generate_state(1)[0] >> 1)
+        return {"device_id": self.device_id if self.device == "gpu" else None, "seed": seed}
+
     def _build_pipe(self):
         pipe = clip_pipeline(batch_size=self.batch_size, num_threads=max(self.data.num_threads, 1),
-                             device_id=0 if self.device == "gpu" else None, seed=self.seed + self.epoch,
-                             prefetch_queue_depth=1, exec_dynamic=True, device=self.device, decode_in_graph=self.decode_in_graph,
-                             training=self.training, crop_size=self.data.crop_size, mean=self.data.mean,
-                             std=self.data.std, auto_augment=self.data.auto_augment,
-                             resize_in_graph=self.resize_in_graph)
+                             prefetch_queue_depth=1, exec_dynamic=True, device=self.device,
+                             decode_in_graph=self.decode_in_graph, training=self.training,
+                             crop_size=self.data.crop_size, mean=self.data.mean, std=self.data.std,
+                             auto_augment=self.data.auto_augment, resize_in_graph=self.resize_in_graph,
+                             **self.pipeline_placement())
         pipe.build()
         return pipe
 
@@ -253,9 +282,11 @@ class VideoLoader:
             # zero copy: DALI's dynamic executor gives every run fresh output memory that the tensor keeps alive
             out = torch.from_dlpack(tensor)
         else:  # pinned host memory for a fast upload, or straight into CUDA memory
-            out = torch.empty(tensor.shape(), dtype=torch.float32, device="cuda" if self.device == "gpu" else "cpu",
+            out = torch.empty(tensor.shape(), dtype=torch.float32,
+                              device=torch.device("cuda", self.device_id) if self.device == "gpu" else "cpu",
                               pin_memory=self.device == "cpu")
-            feed_ndarray(tensor, out)
+            # on the current stream: ordered after the work PyTorch queued on this memory, and no host sync
+            feed_ndarray(tensor, out, cuda_stream=torch.cuda.current_stream(out.device) if out.is_cuda else None)
         if self.data.output_dtype == "bfloat16":
             out = out.to(torch.bfloat16)
         datasets = self.datasets
@@ -273,7 +304,7 @@ class VideoLoader:
 
 
 def train_loader(data: DataConfig, *, shard_id: int = 0, num_shards: int = 1, seed: int = 0, epoch: int = 0,
-                 start_step: int = 0, device: str = "auto") -> VideoLoader:
+                 start_step: int = 0, device: str = "auto", device_id: int = 0) -> VideoLoader:
     """Training batches of `data.batch_size` clips per rank; `len()` steps per epoch, equal on every rank."""
     datasets, _ = load_records(data, "train")
     recipe = ClipRecipe(data.num_frames, data.stride, data.short_video)
@@ -284,11 +315,11 @@ def train_loader(data: DataConfig, *, shard_id: int = 0, num_shards: int = 1, se
                           seed=seed_, epoch=epoch_, shard_id=shard_id, num_shards=num_shards)
 
     return VideoLoader(data, datasets, plan, training=True, batch_size=data.batch_size, seed=seed, epoch=epoch,
-                       start_step=start_step, device=device)
+                       start_step=start_step, device=device, device_id=device_id, shard_id=shard_id)
 
 
 def eval_loader(data: DataConfig, eval: EvalConfig, *, shard_id: int = 0, num_shards: int = 1,
-                device: str = "auto") -> VideoLoader:
+                device: str = "auto", device_id: int = 0) -> VideoLoader:
     """Every validation video once across ranks, as temporal x spatial views sharing its `index` and `dataset`."""
     datasets, _ = load_records(data, "val")
     recipe = ClipRecipe(data.num_frames, data.stride, data.short_video)
@@ -299,4 +330,4 @@ def eval_loader(data: DataConfig, eval: EvalConfig, *, shard_id: int = 0, num_sh
                          shard_id=shard_id, num_shards=num_shards)
 
     return VideoLoader(data, datasets, plan, training=False, batch_size=eval.batch_size, seed=0, epoch=0,
-                       start_step=0, device=device)
+                       start_step=0, device=device, device_id=device_id, shard_id=shard_id)

@@ -38,6 +38,13 @@ def pick_device(preference: str, local_rank: int = 0) -> torch.device:
     return torch.device("cpu")
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether bf16 autocast computes in bf16 on `device`: CUDA from sm_80 (Ampere) on. Below it
+    torch.cuda.is_bf16_supported() is true by emulation, but cuDNN has no bf16 Conv3d and Triton no bf16 tensor-core
+    path there. CPU autocast is never used for training."""
+    return device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 0)
+
+
 def init_distributed(device_preference: str) -> DistContext:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -45,8 +52,11 @@ def init_distributed(device_preference: str) -> DistContext:
     device = pick_device(device_preference, local_rank)
     if device.type == "cuda":  # GPU only: bind this process to its GPU before NCCL creates communicators
         torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = True  # clip shapes are fixed for a run: pick the fastest Conv3d once
     if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=rank, world_size=world_size)
+        cuda = device.type == "cuda"
+        dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=world_size,
+                                device_id=device if cuda else None)  # NCCL binds its communicator to that GPU
     return DistContext(rank, world_size, local_rank, device)
 
 
@@ -74,6 +84,14 @@ def any_rank(flag: bool, device: torch.device) -> bool:
     value = torch.tensor([1.0 if flag else 0.0], device=device)
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return bool(value.item() > 0)
+
+
+def all_ranks(flag: torch.Tensor) -> bool:
+    """True on every rank when the 0-d device `flag` is True on all of them: one collective, one host read."""
+    if _active():
+        flag = flag.to(torch.int32)
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return bool(flag)
 
 
 def gather_objects(obj: Any) -> list[Any]:

@@ -1,7 +1,8 @@
 """Random-number-generator state for checkpoints, as tensors and plain values (loadable with weights_only=True).
 
 Resuming must continue every random stream exactly where it stopped (Mixup/CutMix draws, dropout, drop-path),
-so that a resumed run reproduces the uninterrupted run's losses. Each rank has its own streams.
+so that a resumed run reproduces the uninterrupted run's losses. Each rank has its own streams, and keeps only its
+own GPU's: saving every visible GPU's state would tie the checkpoint to the GPU layout it was written under.
 """
 from __future__ import annotations
 
@@ -17,21 +18,22 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def rng_state() -> dict:
+def rng_state(device: torch.device) -> dict:
+    """The streams of this process and of its own device (`device`, when it is a GPU)."""
     algorithm, keys, pos, has_gauss, cached = np.random.get_state()
     return {
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
         "python": random.getstate(),
         "numpy": {"algorithm": algorithm, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
                   "has_gauss": int(has_gauss), "cached": float(cached)},
     }
 
 
-def set_rng_state(state: dict) -> None:
+def set_rng_state(state: dict, device: torch.device) -> None:
     torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if state["cuda"] is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     numpy_state = state["numpy"]

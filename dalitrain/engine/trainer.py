@@ -28,7 +28,8 @@ from torch.nn.parallel import DistributedDataParallel
 from dalitrain.config import ExperimentConfig, config_to_dict, save_config
 from dalitrain.data.batch import Batch
 from dalitrain.engine.checkpoint import CheckpointDir
-from dalitrain.engine.distributed import DistContext, any_rank, barrier, gather_objects, mean_over_ranks
+from dalitrain.engine.distributed import (DistContext, all_ranks, any_rank, barrier, gather_objects,
+                                          mean_over_ranks, native_bf16)
 from dalitrain.engine.evaluate import DatasetAccuracy, evaluate
 from dalitrain.engine.metrics import MetricsLog, Throughput, progress_line
 from dalitrain.engine.optim import build_optimizer, build_scheduler
@@ -123,7 +124,11 @@ class Trainer:
         self.params = [p for group in groups for p in group["params"]]
         self.optimizer = build_optimizer(groups, cfg.optim, ctx.device)
         self.scheduler: Optional[torch.optim.lr_scheduler.LambdaLR] = None
-        self.bf16 = ctx.device.type == "cuda" and cfg.train.bf16  # autocast on CUDA only
+        self.bf16 = cfg.train.bf16 and native_bf16(ctx.device)  # autocast on CUDA only
+        if cfg.train.bf16 and ctx.device.type == "cuda" and not self.bf16:
+            self._say(f"train.bf16: off on {torch.cuda.get_device_name(ctx.device)} (sm_"
+                      f"{''.join(map(str, torch.cuda.get_device_capability(ctx.device)))}: no native bf16); "
+                      "training in fp32")
         self.checkpoints = CheckpointDir(Path(cfg.train.output_dir) / "checkpoints", cfg.train.keep_last)
         self.log = MetricsLog(cfg.train.output_dir) if ctx.is_main else None
         self.global_step = 0
@@ -134,8 +139,9 @@ class Trainer:
         self.last_checkpoint: Optional[Path] = None
         # The untrained projection, kept in every checkpoint: the relations report's chance baseline.
         self.initial_projection = projection_weights(self.model, len(self.names))
-        self.term_sums: dict[str, torch.Tensor] = {}  # loss terms summed over the finite steps since the last log
-        self.term_count = 0
+        # loss terms summed over the finite micro-steps since the last log, on the device (no host sync per step)
+        self.term_sums: dict[str, torch.Tensor] = {}
+        self.term_count = torch.zeros((), device=ctx.device)
         self.step_lr = cfg.optim.lr
         self.throughput = Throughput()  # for the progress lines, reset at each
         self.run_clips, self.train_seconds, self.run_start = 0, 0.0, time.perf_counter()  # for the whole run
@@ -151,7 +157,7 @@ class Trainer:
     # Checkpoints
 
     def _state(self, epoch: int, step_in_epoch: int) -> dict:
-        rng = gather_objects(rng_state())  # every rank's streams; rank 0 writes them all
+        rng = gather_objects(rng_state(self.ctx.device))  # every rank's streams; rank 0 writes them all
         return {
             "format": 1,
             "model": self.model.state_dict(),
@@ -188,7 +194,7 @@ class Trainer:
         self.best_top1 = state["best_top1"]
         self.initial_projection = state["projection_init"]
         if len(state["rng"]) == self.ctx.world_size:
-            set_rng_state(state["rng"][self.ctx.rank])
+            set_rng_state(state["rng"][self.ctx.rank], self.ctx.device)
         else:
             self._say(f"warning: {path} was written by {len(state['rng'])} ranks, this run has "
                       f"{self.ctx.world_size}: random streams are re-seeded, so losses will not match the old run")
@@ -260,14 +266,14 @@ class Trainer:
         step = start_step
         while step < steps:
             window = min(accumulation, steps - step)  # the last window of an epoch may be shorter
-            window_finite = True
+            window_finite = torch.ones((), dtype=torch.bool, device=ctx.device)
             for micro in range(window):
                 waited = time.perf_counter()
                 with annotate("data"):
                     batch = next(batches).to(ctx.device)
                 waited = time.perf_counter() - waited
                 sync = micro + 1 == window
-                window_finite &= self._forward_backward(batch, window, sync)
+                window_finite = window_finite & self._forward_backward(batch, window, sync)
                 clips = batch.video.shape[0] * ctx.world_size
                 self.throughput.add(clips, waited)
                 self.run_clips += clips
@@ -279,8 +285,9 @@ class Trainer:
                 return step
         return None
 
-    def _forward_backward(self, batch: Batch, window: int, sync: bool) -> bool:
-        """One micro-step; returns whether its loss was finite on every rank."""
+    def _forward_backward(self, batch: Batch, window: int, sync: bool) -> torch.Tensor:
+        """One micro-step; returns whether its loss was finite on this rank, as a device flag: the host reads the
+        flags once per optimizer step (`_optimizer_step`), not per micro-step."""
         no_sync = self.step_module.no_sync if self.ctx.distributed and not sync else nullcontext
         with no_sync():
             with annotate("mix"):
@@ -289,22 +296,22 @@ class Trainer:
                                                      cutmix_alpha=self.cfg.loss.cutmix_alpha)
             with self.autocast():
                 out = self.step_module(video, targets, batch.dataset)
-            finite = not any_rank(not bool(torch.isfinite(out.total)), self.ctx.device)
+            finite = torch.isfinite(out.total.detach())
             with annotate("backward"):
                 # A non-finite loss still goes backward (its gradients are discarded below): every rank must
                 # run the same collectives, and skipping backward on some ranks would desynchronise DDP.
                 (out.total / window).backward()
-        if finite:
-            for name, value in out.terms.items():
-                self.term_sums[name] = self.term_sums.get(name, 0.0) + value
-            self.term_count += 1
+        for name, value in out.terms.items():
+            self.term_sums[name] = self.term_sums.get(name, 0.0) + torch.where(finite, value, 0.0)
+        self.term_count = self.term_count + finite
         return finite
 
-    def _optimizer_step(self, finite: bool, epoch: int, step: int) -> None:
+    def _optimizer_step(self, finite: torch.Tensor, epoch: int, step: int) -> None:
         with annotate("optimizer"):
             max_norm = self.cfg.optim.clip_grad_norm or math.inf
             grad_norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)  # also finds non-finite gradients
-            if finite and bool(torch.isfinite(grad_norm)):
+            # the step's one host sync; every rank takes the same branch, so DDP stays in lockstep
+            if all_ranks(finite & torch.isfinite(grad_norm)):
                 self.optimizer.step()
                 self.nonfinite_in_a_row = 0
             else:
@@ -325,11 +332,12 @@ class Trainer:
 
     def _log_progress(self, epoch: int, step: int, steps: int) -> None:
         terms = {}
-        if self.term_count:  # every rank has the same term names, so one collective averages them all
+        if self.term_sums:  # every rank has the same term names, so one collective sums them all and the counts
             names = sorted(self.term_sums)
-            values = mean_over_ranks(torch.stack([self.term_sums[n] for n in names]).float()) / self.term_count
-            terms = dict(zip(names, values.tolist()))
-        self.term_sums, self.term_count = {}, 0
+            totals = mean_over_ranks(torch.stack([*(self.term_sums[n] for n in names), self.term_count]).float())
+            if totals[-1] > 0:  # the mean over the finite micro-steps of every rank
+                terms = dict(zip(names, (totals[:-1] / totals[-1]).tolist()))
+        self.term_sums, self.term_count = {}, torch.zeros((), device=self.ctx.device)
         clips_per_s, data_share = self.throughput.read()
         self.throughput.reset()
         lr = self.step_lr

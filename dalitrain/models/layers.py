@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
+import torch.distributed.nn.functional as dist_nn
 from torch import nn
 
 
@@ -49,6 +51,47 @@ def trunc_normal_init(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
+def _global_batch_norm(norm: nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> torch.Tensor:
+    """Training-mode batch norm of x [N, C, ...] with the statistics of the global batch: every data-parallel rank's
+    rows, summed with a differentiable all-reduce (its backward sums the statistics' gradients over ranks, the
+    gradient of the ranks' total loss, which DDP's average turns into that of their mean). Updates the running
+    statistics as nn.BatchNorm does (unbiased variance)."""
+    dims = [0, *range(2, x.dim())]
+    shape = [1, -1] + [1] * (x.dim() - 2)
+    values = x.float()
+    count = dist_nn.all_reduce(torch.tensor([values.numel() / values.shape[1]], device=x.device))
+    mean = dist_nn.all_reduce(values.sum(dims)) / count  # [C]
+    var = dist_nn.all_reduce((values - mean.view(shape)).square().sum(dims)) / count  # biased: what normalises
+    with torch.no_grad():
+        norm.num_batches_tracked += 1
+        norm.running_mean.lerp_(mean.detach(), norm.momentum)
+        norm.running_var.lerp_(var.detach() * count / (count - 1).clamp(min=1.0), norm.momentum)
+    normed = (values - mean.view(shape)) * torch.rsqrt(var + norm.eps).view(shape)
+    return (normed * norm.weight.view(shape) + norm.bias.view(shape)).to(x.dtype)
+
+
+def _data_parallel() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+class GlobalBatchNorm1d(nn.BatchNorm1d):
+    """nn.BatchNorm1d whose training statistics are those of the global batch (all data-parallel ranks), as
+    SyncBatchNorm's, but on CPU (gloo) as on CUDA (NCCL), so that the CPU tests check the path a GPU run takes.
+    Same parameters, buffers and state dict as nn.BatchNorm1d, which it is on one process and in eval mode.
+    Used where a loss sees the whole batch (the expander before the gathered informative loss, as VICReg's)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _global_batch_norm(self, x) if self.training and _data_parallel() else super().forward(x)
+
+
+class GlobalBatchNorm3d(nn.BatchNorm3d):
+    """nn.BatchNorm3d with the global batch's statistics in training (see GlobalBatchNorm1d): data-parallel
+    training then computes what one process on the whole batch computes."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _global_batch_norm(self, x) if self.training and _data_parallel() else super().forward(x)
+
+
 class ConvStem(nn.Sequential):
     """Early convolutions (Xiao et al., "Early Convolutions Help Transformers See Better", NeurIPS 2021) in place
     of a patch embedding: video [B, C, T, H, W] -> [B, D, T / st, H / s, W / s] for a stride (st, s, s), st in
@@ -70,6 +113,6 @@ class ConvStem(nn.Sequential):
         self.geometry = [((1, 3, 3), (1, 2, 2), (0, 1, 1)), ((3, 3, 3), (st, 2, 2), (1, 1, 1)), (last, last, (0, 0, 0))]
         first, second = channels
         super().__init__(
-            nn.Conv3d(in_chans, first, *self.geometry[0], bias=False), nn.BatchNorm3d(first), nn.ReLU(inplace=True),
-            nn.Conv3d(first, second, *self.geometry[1], bias=False), nn.BatchNorm3d(second), nn.ReLU(inplace=True),
+            nn.Conv3d(in_chans, first, *self.geometry[0], bias=False), GlobalBatchNorm3d(first), nn.ReLU(inplace=True),
+            nn.Conv3d(first, second, *self.geometry[1], bias=False), GlobalBatchNorm3d(second), nn.ReLU(inplace=True),
             nn.Conv3d(second, embed_dim, *self.geometry[2]))

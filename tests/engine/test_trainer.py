@@ -37,6 +37,21 @@ def test_nan_loss_is_skipped_and_counted(tmp_path, capsys):
     assert "non-finite loss or gradient at epoch 1 step 2: step skipped" in capsys.readouterr().out
 
 
+def test_finiteness_is_read_by_the_host_once_per_optimizer_step(tmp_path, monkeypatch):
+    """The micro-steps keep a device-side flag; only the optimizer step reads it (one sync per step)."""
+    import dalitrain.engine.trainer as trainer_module
+    reads = []
+    real = trainer_module.all_ranks
+    monkeypatch.setattr(trainer_module, "all_ranks", lambda flag: reads.append(flag) or real(flag))
+    monkeypatch.setattr(trainer_module, "any_rank", lambda *a: pytest.fail("a per-micro-step host sync"))
+    t, _ = trainer(tmp_path, nan_steps=(2,), steps=6, accumulation=2)
+    assert t.fit().global_step == 3
+    assert [bool(flag) for flag in reads] == [True, False, True]  # the NaN micro-step spoils its whole window
+    train = [r for r in records(tmp_path) if r["kind"] == "train"]
+    assert [r["nonfinite_total"] for r in train] == [0, 1, 1]
+    assert all(all(v == v for v in r.values() if isinstance(v, float)) for r in train)  # no NaN logged
+
+
 def test_repeated_nan_stops_with_a_clear_message(tmp_path):
     t, _ = trainer(tmp_path, nan_steps=(0, 1, 2, 3), max_nonfinite_steps=3)
     with pytest.raises(TrainingStopped, match="3 non-finite losses or gradients in a row"):

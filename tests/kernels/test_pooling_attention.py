@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from dalitrain.kernels import pooling_attention as pooling_attention_module
 from dalitrain.kernels.pooling_attention import pooling_attention, pooling_attention_ref
 
 DTYPES = [torch.float32, torch.float16]
@@ -123,3 +124,22 @@ def test_residual_is_q_as_mvitv2_calls_it(backend, rng):
         grads.append([t.grad.double() for t in leaves])
     for ours, exact in zip(*grads):
         torch.testing.assert_close(ours, exact, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("autocast_dtype", [torch.bfloat16, torch.float16])
+def test_the_kernel_receives_the_autocast_dtype(monkeypatch, autocast_dtype, rng):
+    """fp32 q, k, v, residual (what a LayerNorm returns under CUDA autocast) reach the kernel in autocast's dtype."""
+    received = []
+
+    def record(q, k, v, residual, scale):
+        received.extend(t.dtype for t in (q, k, v, residual))
+        return torch.zeros_like(q)
+
+    monkeypatch.setattr(pooling_attention_module._PoolingAttention, "apply", record)
+    q, k, v = (torch.randn(1, 2, L, 16, generator=rng) for L in (9, 5, 5))
+    with torch.autocast("cpu", dtype=autocast_dtype):
+        out = pooling_attention(q, k, v, residual=q, backend="triton")
+    assert received == [autocast_dtype] * 4 and out.dtype == autocast_dtype
+    received.clear()
+    pooling_attention(q, k, v, residual=q, backend="triton")  # outside autocast: untouched
+    assert received == [torch.float32] * 4

@@ -9,7 +9,8 @@ import torch
 from dalitrain.config import DataConfig, DatasetConfig, EvalConfig
 from dalitrain.data.scan import ScanTarget, scan, write_index
 from dalitrain.pipelines.decode import torchcodec_available
-from dalitrain.pipelines.loader import SkippedFilesError, eval_loader, shard_from_env, train_loader
+from dalitrain.pipelines.loader import (SkippedFilesError, eval_loader, resolve_decoder, shard_from_env,
+                                         train_loader)
 from tests.data.coded import frame_index
 
 MEAN, STD = 0.5, 0.25
@@ -175,3 +176,36 @@ def test_shard_comes_from_the_torchrun_environment(monkeypatch):
     monkeypatch.delenv("RANK")
     monkeypatch.delenv("WORLD_SIZE")
     assert shard_from_env() == (0, 1)
+
+
+def test_each_rank_places_its_dali_graph_on_its_own_gpu_with_its_own_seed(corpus, monkeypatch):
+    """Under torchrun, rank r's graph runs on LOCAL_RANK's GPU (not GPU 0) and draws its own augmentations.
+    Nothing here touches CUDA: the loader is only asked where its graph would go."""
+    root, specs = corpus
+    data = data_config(root, specs, ["clipset"])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    placements = {(shard, epoch): train_loader(data, seed=3, shard_id=shard, num_shards=2, epoch=epoch,
+                                               device="gpu", device_id=shard).pipeline_placement()
+                  for shard in (0, 1) for epoch in (0, 1)}
+    assert [placements[(shard, 0)]["device_id"] for shard in (0, 1)] == [0, 1]
+    seeds = [p["seed"] for p in placements.values()]
+    assert len(set(seeds)) == 4 and all(0 <= s < 2**31 for s in seeds)
+    monkeypatch.undo()
+    cpu = train_loader(data, seed=3, shard_id=1, num_shards=2, device="cpu", device_id=1).pipeline_placement()
+    assert cpu == {"device_id": None, "seed": placements[(1, 0)]["seed"]}
+
+
+@pytest.mark.parametrize("name, device, expected", [
+    ("default", "gpu", "nvdec"), ("pyav", "gpu", "pyav"), ("dali", "gpu", "nvdec"), ("nvdec", "gpu", "nvdec"),
+    ("pyav", "cpu", "pyav"), ("dali", "cpu", "dali"),
+])
+def test_the_configured_decoder_is_honoured_on_the_gpu_too(name, device, expected):
+    """A GPU run may decode on the CPU (codecs NVDEC lacks) and still augment on the GPU."""
+    assert resolve_decoder(name, device) == expected
+
+
+def test_nvdec_on_the_cpu_and_an_unknown_decoder_are_one_line_errors():
+    with pytest.raises(ValueError, match="^data.decoder: nvdec decodes on the GPU"):
+        resolve_decoder("nvdec", "cpu")
+    with pytest.raises(ValueError, match="^data.decoder: unknown decoder 'ffmpeg'"):
+        resolve_decoder("ffmpeg", "gpu")
