@@ -69,7 +69,8 @@ class DataConfig:
     short_video: Literal["pad", "loop"] = "pad"  # videos shorter than num_frames * stride
     auto_augment: Optional[Literal["rand_augment", "trivial_augment"]] = None
     device: Literal["auto", "cpu", "gpu"] = "auto"
-    decoder: str = "default"  # CPU decode strategy; "default" = fastest measured
+    # "default": NVDEC on a GPU, the fastest measured CPU decoder on the CPU; pyav | torchcodec | dali | nvdec
+    decoder: str = "default"
     num_threads: int = 2
     output_dtype: Literal["float32", "bfloat16"] = "float32"
     mean: list[float] = field(default_factory=lambda: [0.45, 0.45, 0.45])
@@ -115,9 +116,13 @@ class LossConfig:
     informative_weight: float = 0.1
     std_weight: float = 25.0
     cov_weight: float = 1.0
-    projection: bool = True
-    projection_add: bool = True  # Y'_k = Y_k + sum_i W_ik Y_i (False: the projections alone)
-    uncertainty: bool = True
+    # MultiTrain's objective (dalitrain.losses.multitrain has the equations); the defaults are the released
+    # configs' objective, `configs/multitrain_*_paper_objective.yaml` the paper's.
+    projection: Literal["none", "paper", "released", "head_and_sum"] = "released"
+    projection_weight: float = 1.0  # w: MULTI_PROJ_LOSS_WEIGHT
+    projection_sparsity: float = 0.0  # weight of sum |W| over the projections (MULTI_PROJ_SPARSITY_WEIGHT, L1)
+    reduction: Literal["per_sample", "per_dataset"] = "per_sample"
+    uncertainty: Literal["none", "log_sigma", "sigma_sq"] = "none"
     label_smoothing: float = 0.0
     mixup_alpha: float = 0.0
     cutmix_alpha: float = 0.0
@@ -324,6 +329,12 @@ def _check_consistent(cfg: ExperimentConfig, source: str) -> None:
     if cfg.data.mixing == "per_batch" and len(cfg.data.datasets) < 2:
         raise ConfigError(f"{source}: data.mixing: per_batch picks one dataset per batch, but data.datasets has "
                           f"{len(cfg.data.datasets)} (use mixed)")
+    if cfg.method == "multitrain" and cfg.loss.projection != "none" and len(cfg.data.datasets) < 2:
+        raise ConfigError(f"{source}: loss.projection: {cfg.loss.projection} projects between datasets, but "
+                          f"data.datasets has {len(cfg.data.datasets)} (use none)")
+    if cfg.loss.projection_sparsity > 0 and cfg.loss.projection == "none":
+        raise ConfigError(f"{source}: loss.projection_sparsity regularises the projections, but loss.projection "
+                          "is none")
 
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig:

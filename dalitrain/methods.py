@@ -5,8 +5,8 @@ A method is the criterion and the modules it needs beside backbone and heads; th
 
 | method     | model adds                                  | criterion                                           |
 |------------|---------------------------------------------|-----------------------------------------------------|
-| multitrain | expander (informative loss on), projections | MultiTrainLoss: CE (+ projected CE) per dataset,    |
-|            | (projection loss on)                        | uncertainty weights, informative loss (`loss.*`)   |
+| multitrain | expander (informative loss on), projections | MultiTrainLoss: the paper's or the released         |
+|            | (loss.projection not none)                  | objective, or a variant (`loss.*`)                  |
 | cofinetune | nothing                                     | CoFinetuneLoss: CE on each sample's own head        |
 
 The co-finetuning recipe pairs it with `data.mixing: per_batch` (one dataset per global batch, `weighted` by size
@@ -33,7 +33,7 @@ class ModelParts:
 def model_parts(cfg: ExperimentConfig) -> ModelParts:
     """What the model must build for the method's criterion, and nothing more."""
     if cfg.method == "multitrain":
-        return ModelParts(expander=cfg.loss.informative, projection=cfg.loss.projection)
+        return ModelParts(expander=cfg.loss.informative, projection=cfg.loss.projection != "none")
     return ModelParts(expander=False, projection=False)
 
 

@@ -2,10 +2,12 @@
 directed cross-dataset projections of MultiTrain's projection loss."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 from torch import nn
+
+from dalitrain.models.layers import GlobalBatchNorm1d
 
 
 def classifier_head(embed_dim: int, num_classes: int, kind: Literal["linear", "mlp"], hidden_dim: int) -> nn.Module:
@@ -23,7 +25,7 @@ class Expander(nn.Module):
     def __init__(self, embed_dim: int, hidden_dim: int):
         super().__init__()
         self.fc1 = nn.Linear(embed_dim, hidden_dim)
-        self.norm = nn.BatchNorm1d(hidden_dim)
+        self.norm = GlobalBatchNorm1d(hidden_dim)
         self.act = nn.GELU()
         self.fc2 = nn.Linear(hidden_dim, embed_dim)
 
@@ -31,10 +33,22 @@ class Expander(nn.Module):
         return self.fc2(self.act(self.norm(self.fc1(z))))
 
 
+class Projections(NamedTuple):
+    """CrossDatasetProjection's output for a batch."""
+
+    per_source: list[list[torch.Tensor]]  # [k][j]: W_ik Y_i [B, C_k] for the j-th other dataset i (ascending i)
+    l1: torch.Tensor  # sum of |W| over every projection weight: the input of the optional sparsity regulariser
+
+    def summed(self, k: int) -> torch.Tensor:
+        """sum_{i != k} W_ik Y_i [B, C_k]."""
+        return torch.stack(self.per_source[k]).sum(0)
+
+
 class CrossDatasetProjection(nn.Module):
     """For every ordered pair (i -> k), i != k, a bias-free Linear(C_i -> C_k) fed with dataset i's logits.
 
-    forward(logits)[k] = sum_{i != k} W_ik logits_i  [B, C_k]; the loss decides whether to add it to logits_k.
+    forward(logits).per_source[k] holds W_ik logits_i [B, C_k] for every i != k: the objective decides how to
+    use them (added to logits_k, or each scored alone: `dalitrain.losses.multitrain`). Needs two datasets or more.
     Used in training only: an inference export drops these weights (MultiDatasetModel.inference_state_dict).
 
     The weights start as small random values (std `INIT_STD`), so that the projected logits start equal to the
@@ -47,6 +61,8 @@ class CrossDatasetProjection(nn.Module):
 
     def __init__(self, num_classes: list[int]):
         super().__init__()
+        if len(num_classes) < 2:
+            raise ValueError(f"cross-dataset projections need two datasets or more, got {len(num_classes)}")
         self.num_classes = list(num_classes)
         self.maps = nn.ModuleDict({
             self._key(i, k): nn.Linear(c_i, c_k, bias=False)
@@ -67,12 +83,11 @@ class CrossDatasetProjection(nn.Module):
             raise ValueError(f"no projection from dataset {src} to itself")
         return self.maps[self._key(src, dst)].weight
 
-    def forward(self, logits: list[torch.Tensor]) -> list[torch.Tensor]:
+    def forward(self, logits: list[torch.Tensor]) -> Projections:
         if len(logits) != len(self.num_classes):
             raise ValueError(f"CrossDatasetProjection: {len(logits)} logits tensors for {len(self.num_classes)} "
                              "datasets")
-        projected = []
-        for k in range(len(logits)):
-            terms = [self.maps[self._key(i, k)](y) for i, y in enumerate(logits) if i != k]
-            projected.append(torch.stack(terms).sum(0) if terms else torch.zeros_like(logits[k]))
-        return projected
+        per_source = [[self.maps[self._key(i, k)](y) for i, y in enumerate(logits) if i != k]
+                      for k in range(len(logits))]
+        l1 = torch.stack([linear.weight.abs().sum() for linear in self.maps.values()]).sum()
+        return Projections(per_source, l1)

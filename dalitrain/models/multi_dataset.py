@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from dalitrain.config import ModelConfig
-from dalitrain.models.heads import CrossDatasetProjection, Expander, classifier_head
+from dalitrain.models.heads import CrossDatasetProjection, Expander, Projections, classifier_head
 from dalitrain.models.layers import trunc_normal_init
 from dalitrain.models.pretrained import load_pretrained
 from dalitrain.models.registry import create_backbone
@@ -22,7 +22,7 @@ class ModelOutput(NamedTuple):
     embedding: torch.Tensor  # [B, d] pooled backbone output
     logits: list[torch.Tensor]  # one [B, C_k] per dataset k: what evaluation scores
     expanded: Optional[torch.Tensor] = None  # [B, e] expander output (MultiTrain's informative loss)
-    projected: Optional[list[torch.Tensor]] = None  # [B, C_k] per k: sum_{i != k} W_ik logits_i (MultiTrain)
+    projected: Optional[Projections] = None  # W_ik logits_i for every i != k, and sum |W| (MultiTrain)
 
 
 class MultiDatasetModel(nn.Module):

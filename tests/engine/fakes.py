@@ -16,6 +16,7 @@ from torch import nn
 from dalitrain.config import DataConfig, DatasetConfig, ExperimentConfig, LossConfig, OptimConfig, TrainConfig
 from dalitrain.data.batch import Batch
 from dalitrain.models import ModelOutput
+from dalitrain.models.heads import Projections
 
 NUM_CLASSES = [3, 5]
 VIDEO_SHAPE = (3, 2, 4, 4)
@@ -63,9 +64,10 @@ class FakeProjection(nn.Module):
     def weight(self, src: int, dst: int) -> torch.Tensor:
         return self.weights[f"{src}_{dst}"]
 
-    def forward(self, logits: list[torch.Tensor]) -> list[torch.Tensor]:
-        return [sum(logits[i] @ self.weight(i, k).T for i in range(len(logits)) if i != k)
-                for k in range(len(logits))]
+    def forward(self, logits: list[torch.Tensor]) -> Projections:
+        per_source = [[logits[i] @ self.weight(i, k).T for i in range(len(logits)) if i != k]
+                      for k in range(len(logits))]
+        return Projections(per_source, sum(w.abs().sum() for w in self.weights.values()))
 
 
 class FakeModel(nn.Module):

@@ -27,6 +27,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--no-randomness", action="store_true")
     parser.add_argument("--method", default="multitrain")
+    parser.add_argument("--loss", nargs="*", default=[], help="loss.KEY=VALUE settings (string values)")
     args = parser.parse_args()
     ctx = init_distributed("cpu")
     cfg = fake_config(args.output_dir, train=TrainConfig(epochs=args.epochs, output_dir=args.output_dir,
@@ -34,6 +35,9 @@ def main() -> None:
     if args.no_randomness:
         cfg.loss.mixup_alpha = 0.0
     cfg.method = args.method
+    for setting in args.loss:
+        key, value = setting.split("=")
+        setattr(cfg.loss, key, value)
     torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
     model = FakeModel(dropout=0.0 if args.no_randomness else 0.1, multitrain_parts=args.method == "multitrain")
     kill_at = tuple(args.kill_at) if args.kill_at else None

@@ -21,3 +21,13 @@ def test_weighting_by_hand_and_absent_task_ignored():
 
 def test_initial_weights_are_one_half():
     assert torch.allclose(UncertaintyWeighting(3).weights(), torch.full((3,), 0.5))
+
+
+def test_sigma_sq_weighting_by_hand_with_the_regulariser_scaled():
+    weighting = UncertaintyWeighting(2, "sigma_sq")
+    with torch.no_grad():
+        weighting.sigma_sq.copy_(torch.tensor([2.0, 0.5]))
+    total = weighting(torch.tensor([4.0, 1.0]), present=torch.tensor([True, True]), regulariser_scale=0.25)
+    # 4 / (2 * 2) + 1 / (2 * 0.5) + 0.25 * 0.5 * (log 2 + log 0.5) = 1 + 1 + 0
+    assert math.isclose(total.item(), 2.0, rel_tol=1e-6)
+    assert torch.allclose(weighting.weights(), torch.tensor([0.25, 1.0]))

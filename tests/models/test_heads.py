@@ -23,16 +23,25 @@ def test_expander_maps_embed_to_hidden_and_back():
     assert expander(torch.randn(4, 16)).shape == (4, 16)
 
 
-def test_projection_sums_the_other_datasets_logits_through_bias_free_maps():
+def test_projection_maps_each_other_datasets_logits_through_bias_free_maps():
     classes = [3, 5, 2]
     projection = CrossDatasetProjection(classes)
     assert len(list(projection.parameters())) == 6  # one weight per ordered pair, no biases
     logits = [torch.randn(4, c) for c in classes]
     out = projection(logits)
     for k in range(3):
-        expected = sum(logits[i] @ projection.weight(i, k).T for i in range(3) if i != k)
-        assert projection.weight(0 if k else 1, k).shape == (classes[k], classes[0 if k else 1])
-        torch.testing.assert_close(out[k], expected)
+        sources = [i for i in range(3) if i != k]
+        expected = [logits[i] @ projection.weight(i, k).T for i in sources]
+        assert projection.weight(sources[0], k).shape == (classes[k], classes[sources[0]])
+        torch.testing.assert_close(out.per_source[k], expected)
+        torch.testing.assert_close(out.summed(k), expected[0] + expected[1])
+    l1 = sum(projection.weight(i, k).abs().sum() for i in range(3) for k in range(3) if i != k)
+    torch.testing.assert_close(out.l1, l1)
+
+
+def test_a_projection_needs_two_datasets():
+    with pytest.raises(ValueError, match="two datasets or more, got 1"):
+        CrossDatasetProjection([4])
 
 
 def test_projection_has_no_self_map_and_checks_the_number_of_datasets():
@@ -50,5 +59,5 @@ def test_projection_starts_small_and_random_so_projected_logits_start_at_the_ori
     assert weights.abs().max() <= 2 * CrossDatasetProjection.INIT_STD and weights.std() > 0.5e-3
     assert len(set(weights.tolist())) == weights.numel()  # no ties: every class pair has a rank
     logits = [torch.randn(5, c) * 3 for c in (12, 4, 7)]
-    for original, added in zip(logits, projection(logits)):
-        assert added.abs().max() < 0.01 * original.abs().max()
+    for k, original in enumerate(logits):
+        assert projection(logits).summed(k).abs().max() < 0.01 * original.abs().max()

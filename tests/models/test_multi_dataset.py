@@ -23,10 +23,13 @@ def test_forward_returns_embedding_expansion_and_one_logits_per_dataset():
     assert isinstance(out, ModelOutput)
     assert out.embedding.shape == (2, 384) and out.expanded.shape == (2, 384)
     assert [y.shape for y in out.logits] == [(2, c) for c in CLASSES]
-    assert [y.shape for y in out.projected] == [(2, c) for c in CLASSES]
-    # projected[k] = sum over the other datasets i of W_ik logits_i
-    expected = out.logits[1] @ model.projection.weight(1, 0).T + out.logits[2] @ model.projection.weight(2, 0).T
-    torch.testing.assert_close(out.projected[0], expected)
+    assert [[y.shape for y in sources] for sources in out.projected.per_source] == [[(2, c)] * 2 for c in CLASSES]
+    # per_source[k] = [W_ik logits_i for the other datasets i, ascending]; summed(k) adds them
+    from_1, from_2 = out.logits[1] @ model.projection.weight(1, 0).T, out.logits[2] @ model.projection.weight(2, 0).T
+    torch.testing.assert_close(out.projected.per_source[0], [from_1, from_2])
+    torch.testing.assert_close(out.projected.summed(0), from_1 + from_2)
+    l1 = sum(model.projection.weight(i, k).abs().sum() for i in range(3) for k in range(3) if i != k)
+    torch.testing.assert_close(out.projected.l1, l1)
 
 
 def test_a_model_without_method_parts_has_no_expander_or_projection():
