@@ -15,6 +15,7 @@ from dalitrain.config import DataConfig, ExperimentConfig, load_config, resolve_
 from dalitrain.data.manifest import read_manifest
 from dalitrain.engine.distributed import DistContext, init_distributed, shutdown_distributed
 from dalitrain.engine.state import seed_everything
+from dalitrain.engine.preemption import PREEMPTED_EXIT_CODE, Preempted
 from dalitrain.engine.trainer import Trainer, TrainingStopped, TrainResult
 from dalitrain.methods import model_parts
 from dalitrain.models import build_model
@@ -64,6 +65,9 @@ def run(args: argparse.Namespace) -> int:
     except TrainingStopped as err:
         print(f"dalitrain train: {err}", file=sys.stderr)
         return 1
+    except Preempted as err:
+        print(f"dalitrain train: {err}", file=sys.stderr)
+        return PREEMPTED_EXIT_CODE
     finally:
         shutdown_distributed()
     return 0

@@ -86,12 +86,13 @@ def any_rank(flag: bool, device: torch.device) -> bool:
     return bool(value.item() > 0)
 
 
-def all_ranks(flag: torch.Tensor) -> bool:
-    """True on every rank when the 0-d device `flag` is True on all of them: one collective, one host read."""
+def all_ranks(flags: torch.Tensor) -> list[bool]:
+    """Elementwise over the 1-d bool `flags`: True where the flag is True on every rank. One collective and one
+    host read for all of them."""
+    flags = flags.to(torch.int32)
     if _active():
-        flag = flag.to(torch.int32)
-        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
-    return bool(flag)
+        dist.all_reduce(flags, op=dist.ReduceOp.MIN)
+    return [bool(f) for f in flags.tolist()]
 
 
 def gather_objects(obj: Any) -> list[Any]:

@@ -7,12 +7,14 @@ rank agrees, so DDP stays in lockstep) and is counted; `max_nonfinite_steps` of 
 
 Resume: the newest loadable checkpoint restores model, loss parameters, optimizer, scheduler, step, every
 rank's RNG streams and the data position (epoch and step within it; the loader starts there), so a run killed
-at any point and resumed logs exactly the losses of the uninterrupted run on the CPU.
+at any point and resumed logs exactly the losses of the uninterrupted run on the CPU. SIGTERM or SIGUSR1 (SLURM,
+Kubernetes) stops every rank at the next step boundary with one checkpoint there (dalitrain.engine.preemption).
 """
 from __future__ import annotations
 
 import dataclasses
 import math
+import signal
 import sys
 import time
 from contextlib import nullcontext
@@ -28,8 +30,9 @@ from torch.nn.parallel import DistributedDataParallel
 from dalitrain.config import ExperimentConfig, config_to_dict, save_config
 from dalitrain.data.batch import Batch
 from dalitrain.engine.checkpoint import CheckpointDir
-from dalitrain.engine.distributed import (DistContext, all_ranks, any_rank, barrier, gather_objects,
-                                          mean_over_ranks, native_bf16)
+from dalitrain.engine.distributed import (DistContext, all_ranks, barrier, gather_objects, mean_over_ranks,
+                                          native_bf16)
+from dalitrain.engine.preemption import Preempted, PreemptionSignals
 from dalitrain.engine.evaluate import DatasetAccuracy, evaluate
 from dalitrain.engine.metrics import MetricsLog, Throughput, progress_line
 from dalitrain.engine.optim import build_optimizer, build_scheduler
@@ -132,6 +135,8 @@ class Trainer:
         self.checkpoints = CheckpointDir(Path(cfg.train.output_dir) / "checkpoints", cfg.train.keep_last)
         self.log = MetricsLog(cfg.train.output_dir) if ctx.is_main else None
         self.global_step = 0
+        self.signals = PreemptionSignals()  # active during fit()
+        self.stop: Optional[str] = None  # "budget" or "preempted", agreed by every rank at a step boundary
         self.nonfinite_total = 0
         self.nonfinite_in_a_row = 0
         self.best_top1 = -1.0
@@ -205,6 +210,12 @@ class Trainer:
     # The loop
 
     def fit(self) -> TrainResult:
+        """Train to the last epoch, or until the time budget; raises Preempted after saving when a preemption
+        signal came (dalitrain.engine.preemption)."""
+        with self.signals:
+            return self._fit()
+
+    def _fit(self) -> TrainResult:
         cfg = self.cfg
         if self.ctx.is_main:
             save_config(cfg, Path(cfg.train.output_dir) / "config.yaml")
@@ -230,6 +241,12 @@ class Trainer:
             stop_step = self._train_epoch(epoch, loader, start_step, steps_per_epoch)
             _close(loader)
             loader = None
+            if self.stop == "preempted":
+                self._save(*((epoch, stop_step) if stop_step is not None else (epoch + 1, 0)), best=False)
+                received = self.signals.received
+                cause = signal.Signals(received).name if received else "a signal to another rank"
+                raise Preempted(f"preempted ({cause}) at epoch {epoch + 1} step {stop_step or steps_per_epoch}: "
+                                f"saved {self.last_checkpoint}; the same command resumes from it")
             stopped_by_budget = stop_step is not None
             last_epoch = epoch + 1 == cfg.train.epochs
             if stopped_by_budget or last_epoch or (epoch + 1) % cfg.eval.every_epochs == 0:
@@ -281,7 +298,7 @@ class Trainer:
             self._optimizer_step(window_finite, epoch, step)
             if self.global_step % cfg.train.log_every == 0:
                 self._log_progress(epoch, step, steps)
-            if step < steps and self._over_budget():
+            if self.stop and step < steps:
                 return step
         return None
 
@@ -310,8 +327,18 @@ class Trainer:
         with annotate("optimizer"):
             max_norm = self.cfg.optim.clip_grad_norm or math.inf
             grad_norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)  # also finds non-finite gradients
-            # the step's one host sync; every rank takes the same branch, so DDP stays in lockstep
-            if all_ranks(finite & torch.isfinite(grad_norm)):
+            # The step's one host sync: every rank takes the same branches, so DDP stays in lockstep. The flags: the
+            # step is finite, the time budget is not spent, no preemption signal came (to any rank).
+            budget = self.cfg.train.time_budget_minutes
+            over_budget = budget is not None and time.perf_counter() - self.run_start > 60.0 * budget
+            flags = torch.tensor([True, not over_budget, self.signals.received is None], device=self.ctx.device)
+            flags[0] = finite & torch.isfinite(grad_norm)
+            step_finite, within_budget, not_preempted = all_ranks(flags)
+            if not not_preempted:
+                self.stop = "preempted"
+            elif not within_budget:
+                self.stop = "budget"
+            if step_finite:
                 self.optimizer.step()
                 self.nonfinite_in_a_row = 0
             else:
@@ -347,12 +374,6 @@ class Trainer:
             self.log.write({"kind": "train", "epoch": epoch + 1, "step": self.global_step, **terms, "lr": lr,
                             "clips_per_s": clips_per_s, "data_wait": data_share,
                             "nonfinite_total": self.nonfinite_total})
-
-    def _over_budget(self) -> bool:
-        budget = self.cfg.train.time_budget_minutes
-        if budget is None:
-            return False
-        return any_rank(time.perf_counter() - self.run_start > 60.0 * budget, self.ctx.device)
 
     # ---------------------------------------------------------------------------------------------------
     # Evaluation

@@ -24,11 +24,13 @@ VIDEO_SHAPE = (3, 2, 4, 4)
 
 class FakeLoader:
     def __init__(self, *, epoch: int, start_step: int = 0, shard_id: int = 0, num_shards: int = 1,
-                 batch_size: int = 4, steps: int = 4, seed: int = 0, nan_steps: tuple = (), kill_at=None):
+                 batch_size: int = 4, steps: int = 4, seed: int = 0, nan_steps: tuple = (), kill_at=None,
+                 signal_at=None):
         self.epoch, self.start_step = epoch, start_step
         self.shard_id, self.num_shards = shard_id, num_shards
         self.batch_size, self.steps, self.seed = batch_size, steps, seed
         self.nan_steps, self.kill_at = nan_steps, kill_at
+        self.signal_at = signal_at  # (epoch, step, rank): SIGTERM to this process when that rank fetches it
 
     def __len__(self) -> int:
         return self.steps
@@ -48,6 +50,8 @@ class FakeLoader:
         for step in range(self.start_step, self.steps):
             if self.kill_at == (self.epoch, step):
                 os.kill(os.getpid(), signal.SIGKILL)
+            if self.signal_at == (self.epoch, step, self.shard_id):
+                os.kill(os.getpid(), signal.SIGTERM)
             batch = self.global_batch(step)
             rows = slice(self.shard_id * self.batch_size, (self.shard_id + 1) * self.batch_size)
             yield Batch(*(t[rows] for t in (batch.video, batch.label, batch.dataset, batch.index, batch.valid)))

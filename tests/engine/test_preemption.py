@@ -1,0 +1,66 @@
+"""SIGTERM / SIGUSR1 stop the run at a step boundary with one checkpoint and exit code 75; the next launch
+resumes and reproduces the uninterrupted run (one process, and 2 gloo ranks of which only one gets the signal)."""
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from test_ddp import free_port
+from test_resume import run_worker, train_losses
+
+from dalitrain.engine.preemption import PREEMPTED_EXIT_CODE, PreemptionSignals
+
+WORKER = Path(__file__).with_name("worker.py")
+
+
+def assert_same_run(got: Path, expected: Path, ranks: int = 1) -> None:
+    want, have = train_losses(expected), train_losses(got)
+    assert sorted(have) == sorted(want)
+    for step in want:
+        assert have[step]["loss"] == want[step]["loss"], step
+    for rank in range(ranks):
+        final, reference = torch.load(got / f"params-rank{rank}.pt"), torch.load(expected / f"params-rank{rank}.pt")
+        assert all(torch.equal(final[k], reference[k]) for k in reference)
+
+
+def test_sigterm_saves_at_the_step_boundary_and_the_next_launch_resumes(tmp_path):
+    whole, preempted = tmp_path / "whole", tmp_path / "preempted"
+    assert run_worker(whole).returncode == 0
+    # SIGTERM while epoch 2's third batch (0-based epoch 1, step 2) is fetched: that step still completes
+    first = run_worker(preempted, "--signal-at", "1", "2", "0")
+    assert first.returncode == PREEMPTED_EXIT_CODE, first.stderr[-2000:]
+    checkpoints = sorted(p.name for p in (preempted / "checkpoints").glob("step-*.pt"))
+    assert checkpoints[-1] == "step-00000007.pt"  # 4 steps of epoch 1 + 3 of epoch 2
+    second = run_worker(preempted)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "resumed from" in second.stdout and "step-00000007.pt" in second.stdout
+    assert_same_run(preempted, whole)
+
+
+def torchrun(output_dir: Path, *extra: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                           f"--master_port={free_port()}", str(WORKER), str(output_dir), "--batch-size", "2",
+                           "--epochs", "2", *extra], capture_output=True, text=True, timeout=240, env=env)
+
+
+def test_a_signal_to_one_rank_stops_both_at_the_same_step(tmp_path):
+    whole, preempted = tmp_path / "whole", tmp_path / "preempted"
+    assert torchrun(whole).returncode == 0
+    first = torchrun(preempted, "--signal-at", "1", "1", "1")  # rank 1 only
+    assert first.returncode != 0 and f"exitcode  : {PREEMPTED_EXIT_CODE}" in first.stderr, first.stderr[-3000:]
+    assert sorted(p.name for p in (preempted / "checkpoints").glob("step-*.pt"))[-1] == "step-00000006.pt"
+    second = torchrun(preempted)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert_same_run(preempted, whole, ranks=2)
+
+
+def test_handlers_are_restored_after_training():
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGUSR1)}
+    with PreemptionSignals() as signals:
+        os.kill(os.getpid(), signal.SIGUSR1)
+        assert signals.received == signal.SIGUSR1  # only recorded: the process goes on
+    assert {s: signal.getsignal(s) for s in before} == before
