@@ -1,13 +1,15 @@
 """Checkpoints that survive a crash at any moment, and loading that survives a damaged file.
 
 Writing: temporary file in the same directory, fsync, rename over the final name, fsync the directory; a reader
-sees either the old file or the complete new one, never half of one. The last `keep_last` step checkpoints are
+sees either the old file or the complete new one, never half of one; a write that fails (disk full, read-only
+directory) removes its temporary file and raises CheckpointWriteError. The last `keep_last` step checkpoints are
 kept, plus `best.pt`. Loading uses `torch.load(weights_only=True)`: a checkpoint holds only tensors and plain
 Python values, so a file from elsewhere cannot run code. A damaged checkpoint is reported by name and the
 previous one is used, so one bad write never costs more than the steps since the previous checkpoint.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
@@ -22,14 +24,25 @@ REQUIRED_KEYS = ("model", "optimizer", "scheduler", "epoch", "step_in_epoch", "g
 _STEP_NAME = re.compile(r"^step-(\d+)\.pt$")
 
 
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (disk full, read-only or missing directory); nothing was replaced."""
+
+
 def save_atomic(state: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Raises CheckpointWriteError, one line, with the temporary file removed and the previous files untouched."""
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:  # torch.save reports a failed write as RuntimeError
+        with contextlib.suppress(OSError):  # nothing to remove when the directory itself is unusable
+            tmp.unlink()
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err).strip().splitlines()[0]
+        raise CheckpointWriteError(f"{path}: checkpoint not written ({reason})") from None
     directory = os.open(path.parent, os.O_RDONLY)
     try:  # make the rename itself durable
         os.fsync(directory)

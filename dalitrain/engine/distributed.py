@@ -104,6 +104,3 @@ def gather_objects(obj: Any) -> list[Any]:
     return out
 
 
-def barrier() -> None:
-    if _active():
-        dist.barrier()

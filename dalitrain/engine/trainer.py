@@ -29,9 +29,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from dalitrain.config import ExperimentConfig, config_to_dict, save_config
 from dalitrain.data.batch import Batch
-from dalitrain.engine.checkpoint import CheckpointDir
-from dalitrain.engine.distributed import (DistContext, all_ranks, barrier, gather_objects, mean_over_ranks,
-                                          native_bf16)
+from dalitrain.engine.checkpoint import CheckpointDir, CheckpointWriteError
+from dalitrain.engine.distributed import DistContext, all_ranks, gather_objects, mean_over_ranks, native_bf16
 from dalitrain.engine.preemption import Preempted, PreemptionSignals
 from dalitrain.engine.evaluate import DatasetAccuracy, evaluate
 from dalitrain.engine.metrics import MetricsLog, Throughput, progress_line
@@ -183,11 +182,21 @@ class Trainer:
         }
 
     def _save(self, epoch: int, step_in_epoch: int, *, best: bool) -> None:
+        """Rank 0 writes; a failed write stops every rank (they agree through one collective) with one line."""
         state = self._state(epoch, step_in_epoch)
+        failure = None
         if self.ctx.is_main:
-            self.last_checkpoint = self.checkpoints.save(state, best=best)
-            self._say(f"checkpoint {self.last_checkpoint}" + (" (best)" if best else ""))
-        barrier()
+            try:
+                self.last_checkpoint = self.checkpoints.save(state, best=best)
+                self._say(f"checkpoint {self.last_checkpoint}" + (" (best)" if best else ""))
+            except CheckpointWriteError as err:
+                failure = err
+        (written,) = all_ranks(torch.tensor([failure is None], device=self.ctx.device))
+        if not written:
+            kept = [p.name for p in self.checkpoints.step_files()]
+            raise TrainingStopped(f"{failure or 'rank 0 could not write a checkpoint'}; stopped at epoch {epoch + 1} "
+                                  f"step {step_in_epoch}; kept in {self.checkpoints.directory}: "
+                                  f"{', '.join(kept) or 'no checkpoint yet'}")
 
     def _restore(self, path: Path, state: dict) -> None:
         self.model.load_state_dict(state["model"])

@@ -1,7 +1,11 @@
+import errno
+import os
+
 import pytest
 import torch
 
-from dalitrain.engine.checkpoint import CheckpointDir, CheckpointError, load_checkpoint
+import dalitrain.engine.checkpoint as checkpoint_module
+from dalitrain.engine.checkpoint import CheckpointDir, CheckpointError, CheckpointWriteError, load_checkpoint
 
 
 def state(step):
@@ -48,3 +52,24 @@ def test_code_in_a_pickle_is_refused(tmp_path):
     torch.save({**state(1), "extra": CheckpointDir(tmp_path, 1)}, evil)  # an arbitrary object
     with pytest.raises(CheckpointError, match="damaged or not a dalitrain checkpoint"):
         load_checkpoint(evil)
+
+
+def test_a_full_disk_leaves_the_previous_checkpoints_and_no_temporary_file(tmp_path, monkeypatch):
+    checkpoints = CheckpointDir(tmp_path, keep_last=2)
+    checkpoints.save(state(1), best=True)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def full_disk(obj, f):
+        f.write(b"partial")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(checkpoint_module.torch, "save", full_disk)
+    with pytest.raises(CheckpointWriteError, match=r"step-00000002.pt: checkpoint not written \(No space left"):
+        checkpoints.save(state(2), best=True)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_an_unwritable_directory_is_one_line(tmp_path):
+    (tmp_path / "not_a_dir").write_text("a file where the checkpoint directory should be")
+    with pytest.raises(CheckpointWriteError, match=r"not_a_dir/step-00000003.pt: checkpoint not written \("):
+        CheckpointDir(tmp_path / "not_a_dir", keep_last=2).save(state(3), best=False)

@@ -117,3 +117,24 @@ def test_feature_spread_is_logged_and_constant_predictions_are_reported(tmp_path
     assert [r.predicted_classes for r in result.evaluation] == [1, 1]
     err = capsys.readouterr().err
     assert "d0: every validation video gets the same class" in err and "d1: every" in err
+
+
+def test_a_failed_checkpoint_write_stops_in_one_line_and_keeps_the_earlier_ones(tmp_path, monkeypatch):
+    import dalitrain.engine.checkpoint as checkpoint_module
+    t, _ = trainer(tmp_path, epochs=3)
+    real_save = checkpoint_module.torch.save
+    writes = []
+
+    def disk_fills_at_the_second_epoch(obj, f):
+        writes.append(obj["global_step"])
+        if obj["global_step"] > 4:
+            raise OSError(28, "No space left on device")
+        real_save(obj, f)
+
+    monkeypatch.setattr(checkpoint_module.torch, "save", disk_fills_at_the_second_epoch)
+    with pytest.raises(TrainingStopped) as stopped:
+        t.fit()
+    message = str(stopped.value)
+    assert "\n" not in message and "step-00000008.pt: checkpoint not written (No space left on device)" in message
+    assert "kept in" in message and "step-00000004.pt" in message
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step-00000004.pt"]
