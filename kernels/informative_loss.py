@@ -46,6 +46,11 @@ from . import _backend
 
 # Features handled by one program of the Gram kernel before its partial sum is written (split-K granularity).
 _GRAM_SPLIT_FEATURES = 512
+# Tiles of each kernel (the same on every architecture: the largest needs a few KB of shared memory; see
+# `dalitrain info kernels`). The kernels upcast every load to fp32, so they run on FMA units in every dtype.
+_STATS_TILES = dict(BLOCK_B=32, BLOCK_D=128)
+_GRAM_TILES = dict(BLOCK_M=32, BLOCK_K=64)
+_GRAM_BACKWARD_TILES = dict(BLOCK_M=32, BLOCK_N=64, BLOCK_K=32)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -159,20 +164,19 @@ def _column_stats_triton(z: torch.Tensor):
     B, d = z.shape
     mean = _backend.new_output((d,), dtype=torch.float32, device=z.device)
     var = _backend.new_output((d,), dtype=torch.float32, device=z.device)
-    block_d = 128
-    _column_stats_kernel[(triton.cdiv(d, block_d),)](z, mean, var, B, d, z.stride(0), z.stride(1),
-                                                     BLOCK_B=32, BLOCK_D=block_d)
+    _column_stats_kernel[(triton.cdiv(d, _STATS_TILES["BLOCK_D"]),)](z, mean, var, B, d, z.stride(0), z.stride(1),
+                                                                     **_STATS_TILES)
     return mean, var
 
 
 def _centred_gram_triton(z: torch.Tensor, mean: torch.Tensor, gram_on_rows: bool) -> torch.Tensor:
     M, N, stride_m, stride_n = _centred_view(z, gram_on_rows)
-    block_m, block_k = 32, 64
+    block_m = _GRAM_TILES["BLOCK_M"]
     splits = triton.cdiv(N, _GRAM_SPLIT_FEATURES)
     partial = _backend.new_output((splits, M, M), dtype=torch.float32, device=z.device)
     grid = (triton.cdiv(M, block_m), triton.cdiv(M, block_m), splits)
     _centred_gram_kernel[grid](z, mean, partial, M, N, stride_m, stride_n, _GRAM_SPLIT_FEATURES,
-                               CENTRE_COLS=gram_on_rows, BLOCK_M=block_m, BLOCK_K=block_k)
+                               CENTRE_COLS=gram_on_rows, **_GRAM_TILES)
     return partial.sum(0)
 
 
@@ -180,11 +184,9 @@ def _centred_gram_backward_triton(z, mean, coef, s, gram_on_rows: bool) -> torch
     M, N, stride_m, stride_n = _centred_view(z, gram_on_rows)
     dz = _backend.new_output(z.shape, dtype=z.dtype, device=z.device)
     dstride_m, dstride_n = (dz.stride(0), dz.stride(1)) if gram_on_rows else (dz.stride(1), dz.stride(0))
-    block_m, block_n = 32, 64
-    grid = (triton.cdiv(M, block_m), triton.cdiv(N, block_n))
+    grid = (triton.cdiv(M, _GRAM_BACKWARD_TILES["BLOCK_M"]), triton.cdiv(N, _GRAM_BACKWARD_TILES["BLOCK_N"]))
     _centred_gram_backward_kernel[grid](z, mean, coef, s.contiguous(), dz, M, N, stride_m, stride_n,
-                                        dstride_m, dstride_n, CENTRE_COLS=gram_on_rows, BLOCK_M=block_m,
-                                        BLOCK_N=block_n, BLOCK_K=32)
+                                        dstride_m, dstride_n, CENTRE_COLS=gram_on_rows, **_GRAM_BACKWARD_TILES)
     return dz
 
 
@@ -285,6 +287,18 @@ class _GatherRows(torch.autograd.Function):
         dist.all_reduce(grad, op=dist.ReduceOp.SUM)
         start, end = ctx.rows
         return grad[start:end]
+
+
+def compile_variants(dtype: torch.dtype) -> list[tuple[str, object, dict, dict]]:
+    """(name, kernel, {argument: Triton type}, constexprs) of each kernel as the launchers call it for `dtype`
+    inputs (the Gram on the rows, B < d, as at MultiTrain's sizes): what `dalitrain info kernels` compiles."""
+    element = {torch.float32: "*fp32", torch.float16: "*fp16", torch.bfloat16: "*bf16"}[dtype]
+    types = {"z_ptr": element, "dz_ptr": element, "mean_ptr": "*fp32", "var_ptr": "*fp32", "partial_ptr": "*fp32",
+             "coef_ptr": "*fp32", "s_ptr": "*fp32"}
+    return [("informative_loss.column_stats", _column_stats_kernel, types, _STATS_TILES),
+            ("informative_loss.centred_gram", _centred_gram_kernel, types, dict(CENTRE_COLS=True, **_GRAM_TILES)),
+            ("informative_loss.centred_gram_backward", _centred_gram_backward_kernel, types,
+             dict(CENTRE_COLS=True, **_GRAM_BACKWARD_TILES))]
 
 
 def gather_rows(z: torch.Tensor) -> torch.Tensor:

@@ -167,9 +167,43 @@ def _strides(t: torch.Tensor) -> tuple[int, int, int]:
     return t.stride(0), t.stride(1), t.stride(2)
 
 
+def _tiles(dtype: torch.dtype, head_dim: int) -> dict:
+    """The constexprs of every kernel here. The same on every architecture: in fp16/bf16 the largest kernel (dK/dV at
+    dh 128) needs 58 KB of shared memory, under the smallest limit (64 KB, sm_75); fp32 is not launched on CUDA
+    (`triton_supported`). `dalitrain info kernels` compiles these per architecture and shows the numbers."""
+    return dict(PRECISION="ieee" if dtype == torch.float32 else "tf32", BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N,
+                DH_PAD=max(16, triton.next_power_of_2(head_dim)))
+
+
 def _launch_constants(q: torch.Tensor, scale: float) -> dict:
-    return dict(qk_scale=scale * _LOG2E, PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
-                BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, DH_PAD=max(16, triton.next_power_of_2(q.shape[-1])))
+    return dict(qk_scale=scale * _LOG2E, **_tiles(q.dtype, q.shape[-1]))
+
+
+def triton_supported(dtype: torch.dtype, capability: tuple[int, int]) -> tuple[bool, str]:
+    """Whether backend "auto" runs the kernels for CUDA inputs of `dtype` on a GPU of `capability`, and why not.
+    The kernels are built for tensor cores: fp16/bf16 from sm_80 on. fp32 inputs would run on FMA units with
+    2-14 KB of register spills per thread and need 107-173 KB of shared memory (over the limit of sm_86/89 and
+    sm_70, and of sm_80 for dK/dV); there, and below sm_80, scaled_dot_product_attention plus the residual runs
+    instead."""
+    if dtype not in (torch.float16, torch.bfloat16):
+        return False, f"{str(dtype).removeprefix('torch.')} inputs: no tensor-core path; SDPA + residual"
+    if capability < (8, 0):
+        return False, f"sm_{capability[0]}{capability[1]}: below sm_80; SDPA + residual"
+    return True, "triton"
+
+
+def compile_variants(dtype: torch.dtype, head_dim: int) -> list[tuple[str, object, dict, dict]]:
+    """(name, kernel, {argument: Triton type}, constexprs) of each kernel as the launchers call it for `dtype`
+    inputs of head dim `head_dim`: what `dalitrain info kernels` compiles."""
+    element = {torch.float32: "*fp32", torch.float16: "*fp16", torch.bfloat16: "*bf16"}[dtype]
+    types = {name: element for name in ("q_ptr", "k_ptr", "v_ptr", "res_ptr", "out_ptr", "attn_ptr", "do_ptr",
+                                         "dq_ptr")}
+    types.update({name: "*fp32" for name in ("lse_ptr", "delta_ptr", "dk_ptr", "dv_ptr")}, qk_scale="fp32",
+                 scale="fp32")
+    tiles = _tiles(dtype, head_dim)
+    return [("pooling_attention.forward", _forward_kernel, types, dict(HAS_RESIDUAL=True, STORE_ATTN=True, **tiles)),
+            ("pooling_attention.backward_dq", _backward_dq_kernel, types, tiles),
+            ("pooling_attention.backward_dkdv", _backward_dkdv_kernel, types, tiles)]
 
 
 def _forward_triton(q, k, v, residual, scale: float, store_attn: bool):
@@ -261,13 +295,17 @@ def _head_dim_contiguous(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
 def pooling_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, residual: Optional[torch.Tensor] = None,
                       scale: Optional[float] = None, backend: str = "auto") -> torch.Tensor:
     """softmax(q k^T * scale) v + residual, [B, h, Lq, dh], in q's dtype (autocast's dtype under autocast).
-    backend "auto": the Triton kernels for CUDA tensors, scaled_dot_product_attention + residual otherwise."""
+    backend "auto": the Triton kernels for fp16/bf16 CUDA tensors on sm_80 and later (`triton_supported`),
+    scaled_dot_product_attention + residual otherwise; "triton" forces the kernels."""
     _check_inputs(q, k, v, residual)
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
+    q, k, v, residual = _autocast_inputs(q, k, v, residual)
+    if backend == "auto" and q.is_cuda:
+        backend = "triton" if triton_supported(q.dtype, torch.cuda.get_device_capability(q.device))[0] else "torch"
     if not _backend.use_triton("pooling_attention", q, backend):
         out = F.scaled_dot_product_attention(q, k, v, scale=scale)
         return out if residual is None else out + residual
-    q, k, v, residual = (_head_dim_contiguous(t) for t in _autocast_inputs(q, k, v, residual))
+    q, k, v, residual = (_head_dim_contiguous(t) for t in (q, k, v, residual))
     return _PoolingAttention.apply(q, k, v, residual, scale)
 
 

@@ -4,12 +4,12 @@ each an explicit choice in `LossConfig`.
 Per dataset k, on its own samples only. Y_k: dataset k's logits; P_ik = W_ik Y_i: dataset i's logits projected
 into k's classes (bias-free Linear, i != k); w: `loss.projection_weight` (MULTI_PROJ_LOSS_WEIGHT, 1.0).
 
-| loss.projection | per-sample loss of dataset k       | where from                                             |
-|-----------------|------------------------------------|--------------------------------------------------------|
-| none            | CE(Y_k)                            | plain multi-head training                              |
-| paper           | CE(Y_k + w sum_i P_ik)             | the paper's Eq. 4-5 (Y'_k; no separate CE on Y_k)      |
-| released        | CE(Y_k) + w mean_i CE(P_ik)        | the public code's configs (MULTI_CROSS_PROJ_ADD_TO_PRED False) |
-| head_and_sum    | CE(Y_k) + CE(Y_k + w sum_i P_ik)   | dalitrain's objective until 2026-12-03                 |
+| loss.projection | per-sample loss of dataset k       | where from                                         |
+|-----------------|------------------------------------|----------------------------------------------------|
+| none            | CE(Y_k)                            | plain multi-head training                          |
+| paper           | CE(Y_k + w sum_i P_ik)             | the paper's Eq. 4-5 (Y'_k; no separate CE on Y_k)  |
+| released        | CE(Y_k) + w mean_i CE(P_ik)        | the public configs (CROSS_PROJ_ADD_TO_PRED False)  |
+| head_and_sum    | CE(Y_k) + CE(Y_k + w sum_i P_ik)   | dalitrain's objective until 2026-12-03             |
 
 Reduction (`loss.reduction`); S_k is the sum over dataset k's samples in the global batch of B samples, N_k of
 them from dataset k:

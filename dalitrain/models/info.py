@@ -1,4 +1,6 @@
 """`dalitrain info model NAME [--frames T --size S] [--json FILE]`: parameters, GMACs per clip, stage shapes.
+`dalitrain info kernels [--arch A ...] [--dtype D ...] [--head-dim N ...] [--json FILE]`: what each Triton kernel
+needs on each GPU architecture (dalitrain.kernel_info).
 
 Counted on the `meta` device (no memory, no compute: B 32x224x224 takes seconds) with PyTorch's own
 `FlopCounterMode`; multiply-adds = FLOPs / 2, the unit the MViT papers and PySlowFast call "GFLOPs". The model is
@@ -17,18 +19,30 @@ from typing import Optional
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from dalitrain.kernel_info import DTYPES, SHARED_LIMIT_BYTES
+from dalitrain.kernel_info import report as kernel_report
 from dalitrain.models.registry import create_backbone, list_models
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("what", choices=["model"], help="what to describe")
-    parser.add_argument("name", help=f"a registered model: {', '.join(list_models())}")
+    parser.add_argument("what", choices=["model", "kernels"], help="what to describe")
+    parser.add_argument("name", nargs="?", help=f"model: a registered model ({', '.join(list_models())})")
     parser.add_argument("--frames", type=int, default=None, help="clip length T (default: the model's)")
     parser.add_argument("--size", type=int, default=None, help="crop size S of a TxSxS clip (default: the model's)")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers to this JSON file")
+    parser.add_argument("--arch", type=int, nargs="+", choices=sorted(SHARED_LIMIT_BYTES), default=[80, 86, 89, 90],
+                        help="kernels: compute capabilities to compile for (default 80 86 89 90)")
+    parser.add_argument("--dtype", nargs="+", choices=list(DTYPES), default=list(DTYPES),
+                        help="kernels: input dtypes (default all)")
+    parser.add_argument("--head-dim", type=int, nargs="+", default=None,
+                        help="kernels: attention head dims (default: those of the registered models)")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.what == "kernels":
+        return kernel_report(args.arch, args.dtype, args.head_dim, args.json)
+    if args.name is None:
+        raise ValueError(f"dalitrain info model: name a model ({', '.join(list_models())})")
     info = describe_model(args.name, num_frames=args.frames, crop_size=args.size)
     print(f"{info['model']} at {info['frames']}x{info['size']}x{info['size']}: "
           f"{info['params'] / 1e6:.2f} M params, {info['gmacs']:.2f} GMACs per clip")
