@@ -7,9 +7,13 @@ resumed run continues the same file.
 from __future__ import annotations
 
 import json
+import os
+import resource
 import time
 from pathlib import Path
 from typing import Any
+
+import torch
 
 
 class MetricsLog:
@@ -62,8 +66,29 @@ class Throughput:
         return self.clips / elapsed, self.data_wait / elapsed
 
 
+def memory_usage(device: torch.device) -> dict[str, float]:
+    """This process's resident host memory (decode buffers, DALI's pipeline and pinned memory included), and on
+    CUDA the memory PyTorch holds on `device`: allocated by tensors and reserved by its caching allocator. MB."""
+    usage = {"rss_mb": _resident_bytes() / 2**20}
+    if device.type == "cuda":
+        usage["cuda_allocated_mb"] = torch.cuda.memory_allocated(device) / 2**20
+        usage["cuda_reserved_mb"] = torch.cuda.memory_reserved(device) / 2**20
+    return usage
+
+
+def _resident_bytes() -> int:
+    try:  # Linux: the current resident set
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:  # elsewhere: the peak, which is what getrusage offers (bytes on macOS, KB on the BSDs)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if os.uname().sysname == "Darwin" else peak * 1024
+
+
 def progress_line(*, epoch: int, epochs: int, step: int, steps: int, terms: dict[str, float], lr: float,
-                  clips_per_s: float, data_share: float) -> str:
+                  clips_per_s: float, data_share: float, memory: dict[str, float]) -> str:
     losses = " ".join(f"{name} {value:.4f}" for name, value in terms.items())
+    cuda = (f" | cuda {memory['cuda_allocated_mb'] / 1024:.1f}/{memory['cuda_reserved_mb'] / 1024:.1f} GB"
+            if "cuda_allocated_mb" in memory else "")
     return (f"epoch {epoch + 1}/{epochs} step {step}/{steps} | {losses} | lr {lr:.3g} | "
-            f"{clips_per_s:.1f} clips/s | data wait {100 * data_share:.0f}%")
+            f"{clips_per_s:.1f} clips/s | data wait {100 * data_share:.0f}% | rss {memory['rss_mb']:.0f} MB{cuda}")

@@ -33,7 +33,7 @@ from dalitrain.engine.checkpoint import CheckpointDir, CheckpointWriteError
 from dalitrain.engine.distributed import DistContext, all_ranks, gather_objects, mean_over_ranks, native_bf16
 from dalitrain.engine.preemption import Preempted, PreemptionSignals
 from dalitrain.engine.evaluate import DatasetAccuracy, evaluate
-from dalitrain.engine.metrics import MetricsLog, Throughput, progress_line
+from dalitrain.engine.metrics import MetricsLog, Throughput, memory_usage, progress_line
 from dalitrain.engine.optim import build_optimizer, build_scheduler
 from dalitrain.engine.state import rng_state, seed_everything, set_rng_state
 from dalitrain.losses.classification import LossTerms, Targets
@@ -377,12 +377,14 @@ class Trainer:
         clips_per_s, data_share = self.throughput.read()
         self.throughput.reset()
         lr = self.step_lr
+        memory = memory_usage(self.ctx.device)
         self._say(progress_line(epoch=epoch, epochs=self.cfg.train.epochs, step=step, steps=steps, terms=terms,
-                                lr=lr, clips_per_s=clips_per_s, data_share=data_share))
+                                lr=lr, clips_per_s=clips_per_s, data_share=data_share, memory=memory))
         if self.log:
             self.log.write({"kind": "train", "epoch": epoch + 1, "step": self.global_step, **terms, "lr": lr,
                             "clips_per_s": clips_per_s, "data_wait": data_share,
-                            "nonfinite_total": self.nonfinite_total})
+                            "nonfinite_total": self.nonfinite_total,
+                            "elapsed_s": time.perf_counter() - self.run_start, **memory})
 
     # ---------------------------------------------------------------------------------------------------
     # Evaluation

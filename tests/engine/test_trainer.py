@@ -138,3 +138,20 @@ def test_a_failed_checkpoint_write_stops_in_one_line_and_keeps_the_earlier_ones(
     assert "\n" not in message and "step-00000008.pt: checkpoint not written (No space left on device)" in message
     assert "kept in" in message and "step-00000004.pt" in message
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step-00000004.pt"]
+
+
+def test_progress_lines_and_records_carry_host_memory(tmp_path, capsys):
+    t, _ = trainer(tmp_path, steps=2)
+    t.fit()
+    train = [r for r in records(tmp_path) if r["kind"] == "train"]
+    assert len(train) == 2 and all(r["rss_mb"] > 10 for r in train)  # a Python process with torch: > 10 MB
+    assert all("cuda_allocated_mb" not in r for r in train)  # CPU run
+    assert " | rss " in capsys.readouterr().out
+
+
+def test_resident_memory_follows_allocations():
+    from dalitrain.engine.metrics import memory_usage
+    before = memory_usage(torch.device("cpu"))["rss_mb"]
+    block = torch.ones(64 * 2**20 // 4)  # 64 MB, touched
+    assert memory_usage(torch.device("cpu"))["rss_mb"] - before > 48
+    del block
