@@ -1,5 +1,6 @@
 """SIGTERM / SIGUSR1 stop the run at a step boundary with one checkpoint and exit code 75; the next launch
-resumes and reproduces the uninterrupted run (one process, and 2 gloo ranks of which only one gets the signal)."""
+resumes and reproduces the uninterrupted run (one process, and 2 gloo ranks of which only one gets the signal).
+An elastic restart after a worker is killed resumes the same way."""
 import os
 import signal
 import subprocess
@@ -40,11 +41,12 @@ def test_sigterm_saves_at_the_step_boundary_and_the_next_launch_resumes(tmp_path
     assert_same_run(preempted, whole)
 
 
-def torchrun(output_dir: Path, *extra: str) -> subprocess.CompletedProcess:
+def torchrun(output_dir: Path, *extra: str, max_restarts: int = 0) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                           f"--master_port={free_port()}", str(WORKER), str(output_dir), "--batch-size", "2",
-                           "--epochs", "2", *extra], capture_output=True, text=True, timeout=240, env=env)
+                           f"--max-restarts={max_restarts}", f"--master_port={free_port()}", str(WORKER),
+                           str(output_dir), "--batch-size", "2", "--epochs", "2", *extra],
+                          capture_output=True, text=True, timeout=240, env=env)
 
 
 def test_a_signal_to_one_rank_stops_both_at_the_same_step(tmp_path):
@@ -64,3 +66,15 @@ def test_handlers_are_restored_after_training():
         os.kill(os.getpid(), signal.SIGUSR1)
         assert signals.received == signal.SIGUSR1  # only recorded: the process goes on
     assert {s: signal.getsignal(s) for s in before} == before
+
+
+def test_elastic_restart_after_a_worker_is_killed_completes_as_the_uninterrupted_run(tmp_path):
+    """torchrun --max-restarts=1: rank 1 is SIGKILLed mid-epoch in the first attempt; torchrun restarts the group,
+    which resumes from the last checkpoint and ends with the uninterrupted run's parameters."""
+    whole, restarted = tmp_path / "whole", tmp_path / "restarted"
+    assert torchrun(whole).returncode == 0
+    run = torchrun(restarted, "--kill-at", "1", "2", "--kill-rank", "1", max_restarts=1)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "resumed from" in run.stdout and "step-00000004.pt" in run.stdout  # the epoch-1 checkpoint
+    final, reference = torch.load(restarted / "params-rank0.pt"), torch.load(whole / "params-rank0.pt")
+    assert all(torch.equal(final[k], reference[k]) for k in reference)

@@ -1,11 +1,12 @@
 """Runs a fake training (see fakes.py) as a script: one process, or each rank of a torchrun job.
 
-usage: worker.py OUTPUT_DIR [--kill-at EPOCH STEP] [--signal-at EPOCH STEP RANK] [--batch-size N] [--epochs N]
-                 [--no-randomness] [--method M] [--loss KEY=VALUE ...]
+usage: worker.py OUTPUT_DIR [--kill-at EPOCH STEP [--kill-rank R]] [--signal-at EPOCH STEP RANK] [--batch-size N]
+                 [--epochs N] [--no-randomness] [--method M] [--loss KEY=VALUE ...]
 --no-randomness turns off Mixup and dropout: their draws depend on how the batch is split across ranks.
 Writes OUTPUT_DIR/params-rank{R}.pt with the final parameters.
 """
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -26,6 +27,8 @@ def main() -> None:
     parser.add_argument("output_dir")
     parser.add_argument("--kill-at", type=int, nargs=2, default=None)
     parser.add_argument("--signal-at", type=int, nargs=3, default=None, help="EPOCH STEP RANK: SIGTERM there")
+    parser.add_argument("--kill-rank", type=int, default=None,
+                        help="--kill-at kills only this rank, and only in torchrun's first attempt")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--no-randomness", action="store_true")
@@ -44,6 +47,9 @@ def main() -> None:
     torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
     model = FakeModel(dropout=0.0 if args.no_randomness else 0.1, multitrain_parts=args.method == "multitrain")
     kill_at = tuple(args.kill_at) if args.kill_at else None
+    if args.kill_rank is not None and (ctx.rank != args.kill_rank or
+                                       os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") != "0"):
+        kill_at = None
     signal_at = tuple(args.signal_at) if args.signal_at else None
 
     def train_loader(epoch, start_step):
