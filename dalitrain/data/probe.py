@@ -24,6 +24,7 @@ class VideoInfo:
     packets: Optional[int] = None  # non-empty video packets demuxed; None when the file was not read through
     end_time: Optional[float] = None  # seconds from the stream's start to the end of its last packet (ditto)
     container: str = ""  # FFmpeg's demuxer name: "matroska,webm", "mov,mp4,m4a,3gp,3g2,mj2", "avi", ...
+    pix_fmt: str = ""  # FFmpeg's pixel format: yuv420p, yuv422p10le, ... (chroma subsampling and bit depth)
 
 
 _MATROSKA_DURATION = re.compile(r"^(\d+):(\d+):(\d+(?:\.\d*)?)$")
@@ -77,4 +78,4 @@ def probe_video(path: str | Path, count_packets: bool = False) -> VideoInfo:
         frames = stream.frames or packets
         return VideoInfo(stream.codec_context.name, stream.codec_context.width, stream.codec_context.height,
                          frames, fps, _duration(container, stream, frames, fps), packets, end_time,
-                         container.format.name)
+                         container.format.name, stream.codec_context.pix_fmt or "")

@@ -16,7 +16,7 @@ from dalitrain.config import DataConfig, DatasetConfig, resolve_path
 from dalitrain.data.manifest import ManifestEntry, read_manifest
 from dalitrain.data.probe import probe_video
 from dalitrain.data.sampling import DatasetRecords, VideoRecord
-from dalitrain.data.scan import ScanRecord, load_index, record_key
+from dalitrain.data.scan import DECODER_FAMILY, ScanIndexError, ScanRecord, index_decoder, load_index, record_key
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +79,18 @@ def dataset_records(data: DataConfig, ds: DatasetConfig, split: Literal["train",
     return DatasetRecords(ds.name, videos, ds.sampling, ds.flip, ds.weight), quarantined
 
 
-def load_records(data: DataConfig, split: Literal["train", "val"]) -> tuple[list[DatasetRecords], dict[str, str]]:
-    """Every dataset of the config for one split, with the union of their quarantines."""
-    index = load_index(resolve_path(data.base_dir, data.scan_index)) if data.scan_index else None
+def load_records(data: DataConfig, split: Literal["train", "val"],
+                 decoder: Optional[str] = None) -> tuple[list[DatasetRecords], dict[str, str]]:
+    """Every dataset of the config for one split, with the union of their quarantines. `decoder`: the loader's;
+    a scan index whose verdicts hold for another decoder family is refused in one line."""
+    index = None
+    if data.scan_index:
+        path = resolve_path(data.base_dir, data.scan_index)
+        index = load_index(path)
+        made_for = index_decoder(path)
+        if decoder is not None and DECODER_FAMILY[made_for] != DECODER_FAMILY[decoder]:
+            raise ScanIndexError(f"{path}: scan index made for the {made_for} decoder, but the loader decodes with "
+                                 f"{decoder}: rescan with `dalitrain scan --decoder {decoder}` (or --config)")
     datasets, quarantined = [], {}
     for ds in data.datasets:
         records, bad = dataset_records(data, ds, split, index)

@@ -19,18 +19,23 @@ Reasons (stable strings; a record carries the first one that applies, in this or
                       fewer frames than there are packets. Most corruption needs --deep: every packet is there,
                       their contents are broken. A decoding error is what stops a DALI reader for good, while
                       damage FFmpeg conceals (also in DALI, which decodes with the same libavcodec) passes
-  codec_unsupported   DALI's decoder on the chosen device does not read the codec (see DEVICE_CODECS)
+  codec_unsupported   the decoder the scan is for (`--decoder`) cannot read this stream: DALI's CPU decoder
+                      reads VP8, VP9 and MJPEG only; NVDEC more codecs, within limits of chroma format, bit
+                      depth and size (`nvdec_limit`); FFmpeg's decoders (PyAV, torchcodec) every codec the probe
+                      opened (see DECODER_CODECS)
   too_short           fewer frames than a clip needs: --min-frames, or with --config num_frames * stride for
                       `clip` / `segment` sampling and num_frames for `uniform`
   label_out_of_range  the label is not in [0, num_classes)
 
 Probing runs once per distinct file, in parallel processes. The index doubles as the cache: a re-scan reuses the
 probe of every file whose path, size and mtime are unchanged (a shallow scan also reuses deep probes, a deep scan
-only deep ones), so only new or changed files are read again. The device check, clip length and labels are
+only deep ones), so only new or changed files are read again. The decoder check, clip length and labels are
 re-applied on every scan, so changing them needs no re-probe.
 
-The index is JSON, one record per line: `{"format": "dalitrain-scan-index", "version": 1, "device": ..., "deep":
-..., "records": [ScanRecord, ...]}`. `load_index` keys the records by `record_key(manifest, row)`.
+The index is JSON, one record per line: `{"format": "dalitrain-scan-index", "version": 1, "decoder": ..., "deep":
+..., "records": [ScanRecord, ...]}`. `load_index` keys the records by `record_key(manifest, row)`; `index_decoder`
+says which decoder its verdicts hold for (an index of an earlier version, with a "device", was made for DALI's
+decoder there), and the loader refuses an index made for another decoder family than its own.
 """
 from __future__ import annotations
 
@@ -47,7 +52,7 @@ from typing import Iterable, Optional
 
 import av
 
-from dalitrain.config import ConfigError, load_config, resolve_path
+from dalitrain.config import ConfigError, DataConfig, load_config, resolve_path
 from dalitrain.data.manifest import ManifestEntry, read_manifest
 from dalitrain.data.parallel import default_workers, map_in_processes
 from dalitrain.data.probe import probe_video
@@ -66,15 +71,24 @@ LABEL_OUT_OF_RANGE = "label_out_of_range"
 # Reasons that belong to the file itself (cached with its probe); the others depend on the scan's settings.
 FILE_REASONS = (MISSING, EMPTY, UNREADABLE, NOT_VIDEO, NO_VIDEO_STREAM, TRUNCATED, CORRUPT)
 
-# FFmpeg codec names that DALI's video decoders read, per device. Source: the docstring of DALI 2.4's
-# fn.experimental.readers.video / fn.experimental.decoders.video ("supported by both CPU and GPU backends: VP8,
-# VP9, MJPEG; by the GPU backend only: AV1, MPEG-4, H.264/AVC, H.265/HEVC"). The CPU row is also checked here on
-# DALI 2.4 (h264, hevc, mpeg4 and mpeg2video fail with "not supported by the CPU variant"); the GPU row is not
-# (no GPU). NVDEC itself also decodes MPEG-1/2 and VC-1, but DALI does not hand those to it.
-DEVICE_CODECS = {
-    "cpu": frozenset({"vp8", "vp9", "mjpeg"}),
-    "gpu": frozenset({"vp8", "vp9", "mjpeg", "av1", "mpeg4", "h264", "hevc"}),
+# FFmpeg codec names each decoder reads; None: every codec FFmpeg opened in the probe. DALI's rows: the docstring of
+# DALI 2.4's fn.experimental.decoders.video ("supported by both CPU and GPU backends: VP8, VP9, MJPEG; by the GPU
+# backend only: AV1, MPEG-4, H.264/AVC, H.265/HEVC"). The CPU row is also checked here on DALI 2.4 (h264, hevc,
+# mpeg4 and mpeg2video fail with "not supported by the CPU variant"); the NVDEC row is not (no GPU).
+DECODER_CODECS = {
+    "torchcodec": None,
+    "pyav": None,
+    "dali": frozenset({"vp8", "vp9", "mjpeg"}),
+    "nvdec": frozenset({"vp8", "vp9", "mjpeg", "av1", "mpeg4", "h264", "hevc"}),
 }
+# Decoders whose verdicts are the same: an index made for one serves the others of its family.
+DECODER_FAMILY = {"torchcodec": "ffmpeg", "pyav": "ffmpeg", "dali": "dali", "nvdec": "nvdec"}
+# NVDEC's frame sizes per codec, (min side, max side), from NVIDIA's Video Codec SDK support matrix (Turing and
+# later); H.264 decodes 8-bit 4:2:0 only, and no codec's 4:2:2 decodes before Blackwell.
+_NVDEC_SIDES = {"h264": (48, 4096), "hevc": (144, 8192), "vp9": (128, 8192), "av1": (128, 8192),
+                "vp8": (48, 4096), "mpeg4": (48, 2032), "mjpeg": (64, 16384)}
+_EIGHT_BIT_420 = frozenset({"yuv420p", "yuvj420p", "nv12"})
+_PREPARE_CODEC = {"dali": "vp9", "nvdec": "h264"}  # what `dalitrain prepare --codec` should write for each
 
 # First bytes of the containers video datasets come in: a file that starts like one but does not open was cut.
 _CONTAINER_MAGIC = (
@@ -109,6 +123,7 @@ class FileProbe:
     frames: int = 0  # frames present (packets demuxed), which may be fewer than the container claims
     fps: float = 0.0
     duration: float = 0.0  # seconds, as the container claims
+    pix_fmt: str = ""  # FFmpeg's pixel format: chroma subsampling and bit depth ("" in indexes before it)
 
 
 @dataclass(frozen=True)
@@ -132,6 +147,7 @@ class ScanRecord:
     size: int
     mtime: float
     deep: bool
+    pix_fmt: str = ""
 
     @property
     def key(self) -> str:
@@ -194,7 +210,7 @@ def probe_file(path: str, deep: bool) -> FileProbe:
     if still and info.packets <= 1:
         return fault(NOT_VIDEO, f"a still image ({info.container})")
     measured = functools.partial(fault, codec=info.codec, width=info.width, height=info.height,
-                                 frames=info.packets, fps=info.fps, duration=info.duration)
+                                 frames=info.packets, fps=info.fps, duration=info.duration, pix_fmt=info.pix_fmt)
     claimed = max(info.frames, round(info.duration * info.fps))  # the frames the container promises
     tolerance = max(1, 0.05 * claimed)
     if claimed - info.packets > tolerance:
@@ -242,10 +258,27 @@ def probe_files(paths: Iterable[str], deep: bool, workers: Optional[int] = None,
 # Verdicts and the index
 
 
-def _broken_rule(entry: ManifestEntry, probe: FileProbe, target: ScanTarget, device: str) -> tuple[Optional[str], str]:
+def nvdec_limit(probe: FileProbe) -> Optional[str]:
+    """Why NVDEC cannot decode this stream of a codec it knows (chroma format, bit depth, size), or None."""
+    if probe.codec == "h264" and probe.pix_fmt and probe.pix_fmt not in _EIGHT_BIT_420:
+        return f"NVDEC decodes 8-bit 4:2:0 H.264 only, this is {probe.pix_fmt}"
+    if "422" in probe.pix_fmt:
+        return f"NVDEC does not decode 4:2:2 ({probe.pix_fmt}) before Blackwell"
+    low, high = _NVDEC_SIDES.get(probe.codec, (0, 1 << 30))
+    if not low <= min(probe.width, probe.height) or max(probe.width, probe.height) > high:
+        return f"NVDEC decodes {probe.codec} from {low} to {high} pixels a side, this is {probe.width}x{probe.height}"
+    return None
+
+
+def _broken_rule(entry: ManifestEntry, probe: FileProbe, target: ScanTarget,
+                 decoder: str) -> tuple[Optional[str], str]:
     """The first rule of this scan that a readable file breaks, as (reason, detail); (None, "") if none."""
-    if probe.codec not in DEVICE_CODECS[device]:
-        return CODEC_UNSUPPORTED, f"DALI on {device} does not decode {probe.codec}"
+    codecs = DECODER_CODECS[decoder]
+    if codecs is not None and probe.codec not in codecs:
+        return CODEC_UNSUPPORTED, f"{decoder} does not decode {probe.codec}"
+    limit = nvdec_limit(probe) if decoder == "nvdec" else None
+    if limit is not None:
+        return CODEC_UNSUPPORTED, limit
     if probe.frames < target.min_frames:
         return TOO_SHORT, f"{probe.frames} frames, a clip needs {target.min_frames}"
     if target.num_classes is not None and entry.label >= target.num_classes:
@@ -253,11 +286,11 @@ def _broken_rule(entry: ManifestEntry, probe: FileProbe, target: ScanTarget, dev
     return None, ""
 
 
-def classify(entry: ManifestEntry, probe: FileProbe, target: ScanTarget, device: str) -> ScanRecord:
+def classify(entry: ManifestEntry, probe: FileProbe, target: ScanTarget, decoder: str) -> ScanRecord:
     """The record of one manifest entry: the file's own fault first, then the scan's rules."""
     reason, detail = probe.fault, probe.detail
     if reason is None:
-        reason, detail = _broken_rule(entry, probe, target, device)
+        reason, detail = _broken_rule(entry, probe, target, decoder)
     file_fields = {f.name: getattr(probe, f.name) for f in dataclasses.fields(FileProbe) if f.name != "fault"}
     return ScanRecord(**{**file_fields, "detail": detail}, dataset=target.dataset,
                       manifest=os.path.abspath(target.manifest), row=entry.row, label=entry.label,
@@ -298,11 +331,17 @@ def load_index(path: str | Path) -> dict[str, ScanRecord]:
     return records
 
 
-def write_index(path: str | Path, records: list[ScanRecord], device: str, deep: bool) -> None:
+def index_decoder(path: str | Path) -> str:
+    """The decoder an index's verdicts hold for (an index written before it was recorded: DALI's, on its device)."""
+    header = json.loads(Path(path).read_text())
+    return header.get("decoder") or {"cpu": "dali", "gpu": "nvdec"}.get(header.get("device"), "dali")
+
+
+def write_index(path: str | Path, records: list[ScanRecord], decoder: str, deep: bool) -> None:
     """Write the index atomically (temporary file + rename): a crash never leaves a half-written index.
     One record per line, so that grep and diff work on it."""
     path = Path(path)
-    header = json.dumps({"format": INDEX_FORMAT, "version": INDEX_VERSION, "device": device, "deep": deep})
+    header = json.dumps({"format": INDEX_FORMAT, "version": INDEX_VERSION, "decoder": decoder, "deep": deep})
     body = ",\n".join(json.dumps(dataclasses.asdict(r)) for r in records)
     tmp = path.with_name(path.name + ".tmp")
     try:
@@ -323,16 +362,20 @@ def usable_records(index: dict[str, ScanRecord], dataset: str,
     return sorted(chosen, key=lambda r: (r.manifest, r.row))
 
 
-def summary_line(dataset: str, records: list[ScanRecord]) -> str:
-    """`name: N ok, M quarantined (reason: k, ...)`."""
+def summary_line(dataset: str, records: list[ScanRecord], decoder: str) -> str:
+    """`name: N ok, M quarantined (reason: k, ...)`, and the command that re-encodes what the decoder cannot read."""
     reasons = Counter(r.reason for r in records if not r.ok)
     line = f"{dataset}: {len(records) - sum(reasons.values())} ok, {sum(reasons.values())} quarantined"
     if reasons:
         line += " (" + ", ".join(f"{reason}: {n}" for reason, n in sorted(reasons.items())) + ")"
+    manifests = sorted({r.manifest for r in records if r.reason == CODEC_UNSUPPORTED})
+    if manifests and decoder in _PREPARE_CODEC:
+        line += (f"; re-encode for {decoder}: dalitrain prepare {manifests[0]} --codec {_PREPARE_CODEC[decoder]} "
+                 "--out DIR")
     return line
 
 
-def scan(targets: list[ScanTarget], device: str, deep: bool, workers: Optional[int] = None,
+def scan(targets: list[ScanTarget], decoder: str, deep: bool, workers: Optional[int] = None,
          previous_index: str | Path | None = None) -> tuple[list[ScanRecord], int]:
     """Records of every entry of every target, reusing the probes of `previous_index` where the files did not
     change; returns (records, number of files probed now)."""
@@ -341,7 +384,7 @@ def scan(targets: list[ScanTarget], device: str, deep: bool, workers: Optional[i
             for target in targets for entry in read_manifest(target.manifest)]
     cache = _previous_probes(Path(previous_index)) if previous_index is not None else {}
     probes, probed = probe_files([path for _, _, path in jobs], deep, workers, cache)
-    return [classify(entry, probes[path], target, device) for target, entry, path in jobs], probed
+    return [classify(entry, probes[path], target, decoder) for target, entry, path in jobs], probed
 
 
 def _previous_probes(path: Path) -> dict[str, FileProbe]:
@@ -375,9 +418,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="manifests to scan (each one a dataset named by its path); or use --config")
     parser.add_argument("--config", metavar="EXPERIMENT.yaml",
                         help="scan the train and val manifests of every dataset of an experiment config")
-    parser.add_argument("--device", choices=sorted(DEVICE_CODECS),
-                        help="the device whose DALI decoder will read the videos (default: the config's "
-                             "data.device when it is cpu or gpu)")
+    parser.add_argument("--decoder", choices=["auto", *DECODER_CODECS], default="auto",
+                        help="the decoder that will read the videos (default auto: the one the loader uses here, "
+                             "from the config's data.device and data.decoder and what is installed)")
     parser.add_argument("--deep", action="store_true", help="decode every frame to find mid-stream corruption")
     parser.add_argument("--out", required=True, metavar="INDEX.json", help="the index to write (and reuse)")
     parser.add_argument("--root", metavar="DIR",
@@ -389,7 +432,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="probing processes (default: the number of cores)")
 
 
-def _targets_from_config(path: str, min_frames: Optional[int]) -> tuple[list[ScanTarget], str]:
+def _targets_from_config(path: str, min_frames: Optional[int]) -> tuple[list[ScanTarget], DataConfig]:
     cfg = load_config(path)
     data = cfg.data
     targets = []
@@ -400,35 +443,41 @@ def _targets_from_config(path: str, min_frames: Optional[int]) -> tuple[list[Sca
             if manifest is not None:
                 targets.append(ScanTarget(ds.name, resolve_path(data.base_dir, manifest), root, ds.num_classes,
                                           min_frames or clip))
-    return targets, data.device
+    return targets, data
+
+
+def scan_decoder(requested: str, data: Optional[DataConfig]) -> str:
+    """`--decoder auto`: what the loader would use here, for the config's data.device and data.decoder (without
+    a config: the defaults) and the decoders installed."""
+    if requested != "auto":
+        return requested
+    from dalitrain.pipelines.loader import resolve_decoder, resolve_device  # the loader imports this module
+
+    data = data or DataConfig(datasets=[])
+    return resolve_decoder(data.decoder, resolve_device("auto", data.device))
 
 
 def _targets(args: argparse.Namespace) -> tuple[list[ScanTarget], str]:
-    """The scan targets and the device, from the command line or the config; one-line errors otherwise."""
+    """The scan targets and the decoder, from the command line or the config; one-line errors otherwise."""
     if args.config:
         if args.manifests or args.root or args.num_classes is not None:
             raise ConfigError(f"{args.config}: give manifests (with --root/--num-classes) or --config, not both")
-        targets, config_device = _targets_from_config(args.config, args.min_frames)
-        device = args.device or (config_device if config_device in DEVICE_CODECS else None)
-        if device is None:
-            raise ConfigError(f"{args.config}: data.device is {config_device!r}: pass --device cpu or gpu")
-        return targets, device
+        targets, data = _targets_from_config(args.config, args.min_frames)
+        return targets, scan_decoder(args.decoder, data)
     if not args.manifests:
         raise ValueError("nothing to scan: give MANIFEST arguments or --config")
-    if args.device is None:
-        raise ValueError("--device cpu|gpu is required without --config")
     targets = [ScanTarget(m, Path(m), Path(args.root) if args.root else Path(m).parent, args.num_classes,
                           args.min_frames or 1) for m in args.manifests]
-    return targets, args.device
+    return targets, scan_decoder(args.decoder, None)
 
 
 def run(args: argparse.Namespace) -> int:
-    targets, device = _targets(args)
+    targets, decoder = _targets(args)
     out = Path(args.out)
-    records, probed = scan(targets, device, args.deep, args.workers, previous_index=out)
-    write_index(out, records, device, args.deep)
+    records, probed = scan(targets, decoder, args.deep, args.workers, previous_index=out)
+    write_index(out, records, decoder, args.deep)
     for dataset in dict.fromkeys(t.dataset for t in targets):
-        print(summary_line(dataset, [r for r in records if r.dataset == dataset]))
+        print(summary_line(dataset, [r for r in records if r.dataset == dataset], decoder))
     files = len({r.path for r in records})
-    print(f"{files} files, {probed} probed, {files - probed} from cache -> {out}")
+    print(f"{files} files, {probed} probed, {files - probed} from cache -> {out} (verdicts for the {decoder} decoder)")
     return 0

@@ -4,7 +4,7 @@ VP8 and MJPEG files, all made with PyAV (no ffmpeg binary needed).
 To hand the corpus to someone else's scanner (or to try `dalitrain scan` on it):
 
     python -m tests.data.faults DIR    # writes DIR/manifest.txt and DIR/expected.json ({path: reason or null})
-    dalitrain scan DIR/manifest.txt --device cpu --deep --num-classes 4 --min-frames 16 --out DIR/index.json
+    dalitrain scan DIR/manifest.txt --decoder dali --deep --num-classes 4 --min-frames 16 --out DIR/index.json
 """
 from __future__ import annotations
 

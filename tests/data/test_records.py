@@ -20,7 +20,7 @@ def test_scan_index_gives_frames_segments_and_quarantine(tmp_path):
     write_index(tmp_path / "scan.json", [
         scan_record(manifest, 0, tmp_path / "ds/a.webm", frames=250, fps=25.0),
         scan_record(manifest, 1, tmp_path / "ds/b.webm", ok=False, reason="codec_unsupported", detail="h264"),
-        scan_record(manifest, 2, tmp_path / "ds/c.webm", frames=100, fps=25.0)], device="cpu", deep=False)
+        scan_record(manifest, 2, tmp_path / "ds/c.webm", frames=100, fps=25.0)], decoder="pyav", deep=False)
     data = DataConfig(datasets=[DatasetConfig(name="ds", manifest="train.csv", root="ds", num_classes=2,
                                               sampling="segment")],
                       base_dir=str(tmp_path), scan_index="scan.json")

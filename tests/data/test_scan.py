@@ -4,8 +4,11 @@ import os
 import pytest
 
 from dalitrain.cli import main
-from dalitrain.data.scan import ScanIndexError, load_index, probe_file, record_key, usable_records
+from dalitrain.data.scan import (FileProbe, ScanIndexError, index_decoder, load_index, nvdec_limit, probe_file,
+                                 record_key, usable_records)
 from tests.data.faults import FaultCorpus, truncate, write_fault_corpus, write_video
+
+FOR_DALI = " (verdicts for the dali decoder)"  # the end of scan's last line
 
 
 @pytest.fixture(scope="module")
@@ -13,8 +16,8 @@ def corpus(tmp_path_factory) -> FaultCorpus:
     return write_fault_corpus(tmp_path_factory.mktemp("faults"))
 
 
-def scan_cli(corpus: FaultCorpus, out, *extra: str, device: str = "cpu") -> int:
-    return main(["scan", str(corpus.manifest), "--device", device, "--num-classes", str(corpus.num_classes),
+def scan_cli(corpus: FaultCorpus, out, *extra: str, decoder: str = "dali") -> int:
+    return main(["scan", str(corpus.manifest), "--decoder", decoder, "--num-classes", str(corpus.num_classes),
                  "--min-frames", str(corpus.min_frames), "--out", str(out), *extra])
 
 
@@ -31,7 +34,7 @@ def test_deep_scan_classifies_every_fault(corpus, tmp_path, capsys):
     assert capsys.readouterr().out.splitlines()[0] == (
         f"{corpus.manifest}: 3 ok, 12 quarantined (codec_unsupported: 1, corrupt: 2, empty: 1, "
         "label_out_of_range: 1, missing: 1, no_video_stream: 1, not_video: 2, too_short: 1, truncated: 1, "
-        "unreadable: 1)")
+        f"unreadable: 1); re-encode for dali: dalitrain prepare {corpus.manifest} --codec vp9 --out DIR")
 
 
 @pytest.mark.parametrize("encoder, suffix", [("libx264", ".mp4"), ("mjpeg", ".avi"), ("mjpeg", ".mkv"),
@@ -61,9 +64,34 @@ def test_shallow_scan_misses_only_mid_stream_corruption(corpus, tmp_path):
     assert reasons(tmp_path / "index.json", corpus) == {**corpus.expected, "corrupt.webm": None}
 
 
-def test_gpu_reads_h264(corpus, tmp_path):
-    assert scan_cli(corpus, tmp_path / "index.json", "--deep", device="gpu") == 0
+def test_the_ffmpeg_decoders_read_h264(corpus, tmp_path):
+    """The default CPU loader decodes with FFmpeg, which reads H.264: only DALI's own CPU decoder does not."""
+    assert scan_cli(corpus, tmp_path / "index.json", "--deep", decoder="pyav") == 0
     assert reasons(tmp_path / "index.json", corpus) == {**corpus.expected, "h264.mp4": None}
+    assert index_decoder(tmp_path / "index.json") == "pyav"
+
+
+def test_nvdec_takes_h264_but_not_below_its_smallest_frame(corpus, tmp_path):
+    """The test videos are smaller than NVDEC's minimum frame: refused for their size, not their codec."""
+    assert scan_cli(corpus, tmp_path / "index.json", decoder="nvdec") == 0
+    index = load_index(tmp_path / "index.json")
+    h264 = next(r for r in index.values() if r.path.endswith("h264.mp4"))
+    assert h264.reason == "codec_unsupported" and "h264 from 48 to 4096 pixels a side" in h264.detail
+
+
+@pytest.mark.parametrize("codec, pix_fmt, size, limit", [
+    ("h264", "yuv420p", (1920, 1080), None),
+    ("h264", "yuv422p", (640, 360), "8-bit 4:2:0 H.264 only, this is yuv422p"),
+    ("h264", "yuv420p10le", (640, 360), "8-bit 4:2:0 H.264 only, this is yuv420p10le"),
+    ("hevc", "yuv422p10le", (640, 360), "does not decode 4:2:2 (yuv422p10le)"),
+    ("h264", "yuv420p", (5120, 2880), "h264 from 48 to 4096 pixels a side, this is 5120x2880"),
+    ("vp9", "yuv420p", (96, 96), "vp9 from 128 to 8192 pixels a side, this is 96x96"),
+    ("hevc", "yuv444p", (7680, 4320), None),
+])
+def test_nvdec_limits_from_chroma_depth_and_size(codec, pix_fmt, size, limit):
+    probe = FileProbe("v", 1, 0.0, False, codec=codec, width=size[0], height=size[1], frames=10, pix_fmt=pix_fmt)
+    got = nvdec_limit(probe)
+    assert got is None if limit is None else limit in got
 
 
 def test_rescan_probes_only_changed_files(tmp_path, capsys):
@@ -71,11 +99,11 @@ def test_rescan_probes_only_changed_files(tmp_path, capsys):
     manifest = tmp_path / "m.txt"
     manifest.write_text("a.webm 0\nb.webm 1\n")
     out = tmp_path / "index.json"
-    args = ["scan", str(manifest), "--device", "cpu", "--deep", "--out", str(out), "--workers", "1"]
+    args = ["scan", str(manifest), "--decoder", "dali", "--deep", "--out", str(out), "--workers", "1"]
     assert main(args) == 0
-    assert capsys.readouterr().out.splitlines()[-1] == f"2 files, 2 probed, 0 from cache -> {out}"
+    assert capsys.readouterr().out.splitlines()[-1] == f"2 files, 2 probed, 0 from cache -> {out}{FOR_DALI}"
     assert main(args) == 0
-    assert capsys.readouterr().out.splitlines()[-1] == f"2 files, 0 probed, 2 from cache -> {out}"
+    assert capsys.readouterr().out.splitlines()[-1] == f"2 files, 0 probed, 2 from cache -> {out}{FOR_DALI}"
 
     # Replace b by a video of the same size that is really different, and give it b's old mtime: the cache
     # cannot tell, so the stale record stays (proof that the file was not read again) ...
@@ -89,7 +117,7 @@ def test_rescan_probes_only_changed_files(tmp_path, capsys):
     # ... and a new mtime makes the scan probe b again, and only b.
     os.utime(b, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     assert main(args) == 0
-    assert capsys.readouterr().out.splitlines()[-1] == f"2 files, 1 probed, 1 from cache -> {out}"
+    assert capsys.readouterr().out.splitlines()[-1] == f"2 files, 1 probed, 1 from cache -> {out}{FOR_DALI}"
     assert load_index(out)[record_key(manifest, 1)].width == 48
 
 
@@ -101,7 +129,7 @@ def test_deep_scan_does_not_trust_shallow_cache(corpus, tmp_path, capsys):
     assert scan_cli(corpus, out) == 0  # a shallow scan keeps what the deep one found
     assert reasons(out, corpus)["corrupt.webm"] == "corrupt"
     # Only the missing file is looked for again: a missing file has nothing to cache.
-    assert capsys.readouterr().out.splitlines()[-1] == f"15 files, 1 probed, 14 from cache -> {out}"
+    assert capsys.readouterr().out.splitlines()[-1] == f"15 files, 1 probed, 14 from cache -> {out}{FOR_DALI}"
 
 
 def test_malformed_manifest_is_one_line_error_and_keeps_the_index(tmp_path, capsys):
@@ -109,21 +137,19 @@ def test_malformed_manifest_is_one_line_error_and_keeps_the_index(tmp_path, caps
     manifest.write_text("a.webm 0\nb.webm zero\n")
     out = tmp_path / "index.json"
     out.write_text("previous index\n")
-    assert main(["scan", str(manifest), "--device", "cpu", "--out", str(out)]) == 2
+    assert main(["scan", str(manifest), "--decoder", "dali", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err == f"dalitrain scan: error: {manifest}:2: label 'zero' is not an integer\n"
     assert out.read_text() == "previous index\n"
 
 
-def test_missing_device_and_arguments_are_one_line_errors(tmp_path, capsys):
-    assert main(["scan", "m.txt", "--out", str(tmp_path / "i.json")]) == 2
-    assert capsys.readouterr().err == "dalitrain scan: error: --device cpu|gpu is required without --config\n"
-    assert main(["scan", "--device", "cpu", "--out", str(tmp_path / "i.json")]) == 2
+def test_missing_arguments_are_one_line_errors(tmp_path, capsys):
+    assert main(["scan", "--decoder", "dali", "--out", str(tmp_path / "i.json")]) == 2
     assert "nothing to scan" in capsys.readouterr().err
     (tmp_path / "m.txt").write_text("a.webm 0\n")
     (tmp_path / "taken").write_text("a file where the index's folder should be\n")
     out = tmp_path / "taken" / "index.json"
-    assert main(["scan", str(tmp_path / "m.txt"), "--device", "cpu", "--out", str(out)]) == 2
+    assert main(["scan", str(tmp_path / "m.txt"), "--decoder", "dali", "--out", str(out)]) == 2
     assert capsys.readouterr().err.splitlines() == [f"dalitrain scan: error: {out}: cannot write the scan index "
                                                     "(File exists)"]
 
@@ -141,7 +167,7 @@ def test_damaged_index(tmp_path, capsys):
     # A scan over a damaged index warns in one line, probes afresh and replaces it.
     write_video(tmp_path / "a.webm")
     (tmp_path / "m.txt").write_text("a.webm 0\n")
-    assert main(["scan", str(tmp_path / "m.txt"), "--device", "cpu", "--out", str(bad)]) == 0
+    assert main(["scan", str(tmp_path / "m.txt"), "--decoder", "dali", "--out", str(bad)]) == 0
     captured = capsys.readouterr()
     assert captured.err.startswith(f"dalitrain scan: warning: {bad}: damaged scan index")
     assert len(captured.err.splitlines()) == 1

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from dalitrain.config import DataConfig, DatasetConfig, EvalConfig
-from dalitrain.data.scan import ScanTarget, scan, write_index
+from dalitrain.data.scan import ScanIndexError, ScanTarget, scan, write_index
 from dalitrain.pipelines.decode import torchcodec_available
 from dalitrain.pipelines.loader import (SkippedFilesError, eval_loader, resolve_decoder, shard_from_env,
                                          train_loader)
@@ -24,14 +24,14 @@ def data_config(root, specs, names, **overrides):
     return DataConfig(**fields)
 
 
-def write_scan_index(root, dataset: str, path, quarantine=()) -> None:
+def write_scan_index(root, dataset: str, path, quarantine=(), decoder="pyav") -> None:
     """Scan one dataset of the corpus as `dalitrain scan` does; `quarantine` names videos to mark unreadable."""
-    records, _ = scan([ScanTarget(dataset, root / f"{dataset}.txt", root / dataset, 2, 1)], "cpu", deep=False,
+    records, _ = scan([ScanTarget(dataset, root / f"{dataset}.txt", root / dataset, 2, 1)], decoder, deep=False,
                       workers=1)
     records = [dataclasses.replace(r, ok=False, reason="codec_unsupported") if r.path in quarantine else r
                for r in records]
     assert all(r.ok for r in records if r.path not in quarantine)
-    write_index(path, records, device="cpu", deep=False)
+    write_index(path, records, decoder=decoder, deep=False)
 
 
 def levels(video: torch.Tensor) -> np.ndarray:
@@ -140,7 +140,7 @@ def test_a_file_corrupted_mid_epoch_is_skipped_and_counted(corpus, tmp_path, dec
     shutil.copytree(root, tmp_path / "c")
     root = tmp_path / "c"
     videos = sorted((root / "clipset").glob("*.webm"))
-    write_scan_index(root, "clipset", root / "scan.json")
+    write_scan_index(root, "clipset", root / "scan.json", decoder=decoder)
     videos[2].write_bytes(b"\x1a\x45\xdf\xa3 not a video any more")  # broken after the scan
     data = data_config(root, specs, ["clipset"], scan_index=str(root / "scan.json"), batch_size=2, decoder=decoder)
     loader = train_loader(data, seed=0)
@@ -152,6 +152,18 @@ def test_a_file_corrupted_mid_epoch_is_skipped_and_counted(corpus, tmp_path, dec
                          max_skipped_fraction=0.0, decoder=decoder)
     with pytest.raises(SkippedFilesError, match=r"^dataset clipset: 1 of 5 files failed to decode.*v2\.webm"):
         list(train_loader(strict, seed=0))
+
+
+def test_an_index_made_for_another_decoder_is_refused_in_one_line(corpus, tmp_path):
+    root, specs = corpus
+    write_scan_index(root, "clipset", tmp_path / "scan.json", decoder="dali")  # DALI's CPU decoder: VP8/VP9/MJPEG
+    data = data_config(root, specs, ["clipset"], scan_index=str(tmp_path / "scan.json"), decoder="pyav")
+    with pytest.raises(ScanIndexError, match=r"scan.json: scan index made for the dali decoder, but the loader "
+                                             r"decodes with pyav: rescan with `dalitrain scan --decoder pyav`"):
+        train_loader(data)
+    torchcodec_index = tmp_path / "tc.json"
+    write_scan_index(root, "clipset", torchcodec_index, decoder="torchcodec")  # the same FFmpeg verdicts
+    assert len(train_loader(data_config(root, specs, ["clipset"], scan_index=str(torchcodec_index)))) > 0
 
 
 def test_every_rank_takes_the_same_steps(corpus):
