@@ -77,6 +77,7 @@ class DataConfig:
     std: list[float] = field(default_factory=lambda: [0.225, 0.225, 0.225])
     scan_index: Optional[str] = None  # JSON index from `dalitrain scan`; its quarantine is honoured
     max_skipped_fraction: float = 0.01  # abort an epoch once more than this share of files failed
+    decode_timeout_s: Optional[float] = 120.0  # a clip's decode past this is abandoned, its file quarantined
 
 
 @dataclass

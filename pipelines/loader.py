@@ -50,6 +50,7 @@ from dalitrain.data.sampling import (ClipRecipe, DatasetRecords, Sample, eval_pl
 from dalitrain.pipelines.decode import (DECODERS, WINDOWED, DecodeError, Window, decode_pyav,
                                         torchcodec_available)
 from dalitrain.pipelines.graph import clip_pipeline
+from dalitrain.pipelines.workers import DecodeWorkers
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ class VideoLoader:
         self.decoder = resolve_decoder(data.decoder, self.device)
         self.decode_in_graph = self.decoder in ("dali", "nvdec")
         self.resize_in_graph = self.decoder not in WINDOWED
-        self.pool = ThreadPoolExecutor(max(data.num_threads, 1), thread_name_prefix="dalitrain-decode")
+        self.workers = DecodeWorkers(max(data.num_threads, 1), "dalitrain-decode")
         self.failed: list[set[int]] = [set() for _ in datasets]  # quarantined during this run, per dataset
         self.quarantine: dict[str, str] = {}  # path -> reason, for files that failed during this run
         self.pipe = None
@@ -169,21 +170,24 @@ class VideoLoader:
         return DECODERS[self.decoder](self._path(s), s.frames, window)
 
     def _submit(self, samples: list[Sample]) -> list[Future]:
-        return [self.pool.submit(self._load, s) for s in samples]
+        return [self.workers.submit(self._load, s) for s in samples]
 
     def _collect(self, step: int, samples: list[Sample], pending: list[Future]) -> tuple[list[Sample], list]:
         """The batch's decoded clips, with failed or quarantined videos replaced by playable ones."""
         samples, clips = list(samples), []
+        timeout = self.data.decode_timeout_s
         for i, future in enumerate(pending):
             try:
-                clip = future.result() if samples[i].video not in self.failed[samples[i].dataset] else None
-            except (DecodeError, OSError) as err:
+                clip = (self.workers.result(future, timeout, str(self._path(samples[i])))
+                        if samples[i].video not in self.failed[samples[i].dataset] else None)
+            except (DecodeError, OSError) as err:  # DecodeTimeout included
                 self._quarantine(samples[i], str(err))
                 clip = None
             while clip is None:
                 samples[i] = self._replacement(samples[i], step * self.batch_size + i)
                 try:
-                    clip = self._load(samples[i])
+                    clip = self.workers.result(self.workers.submit(self._load, samples[i]), timeout,
+                                               str(self._path(samples[i])))
                 except (DecodeError, OSError) as err:
                     self._quarantine(samples[i], str(err))
             clips.append(clip)
@@ -299,7 +303,7 @@ class VideoLoader:
         )
 
     def close(self) -> None:
-        self.pool.shutdown(wait=True)
+        self.workers.shutdown()
         self.pipe = None
 
 

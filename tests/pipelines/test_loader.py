@@ -1,6 +1,7 @@
 """The loader end to end on tiny coded videos: frames, augmentation, eval views, bad files, resume."""
 import dataclasses
 import shutil
+import threading
 
 import numpy as np
 import pytest
@@ -221,3 +222,24 @@ def test_nvdec_on_the_cpu_and_an_unknown_decoder_are_one_line_errors():
         resolve_decoder("nvdec", "cpu")
     with pytest.raises(ValueError, match="^data.decoder: unknown decoder 'ffmpeg'"):
         resolve_decoder("ffmpeg", "gpu")
+
+
+def test_a_decode_that_hangs_is_abandoned_and_its_file_quarantined(corpus, monkeypatch):
+    """A decoder that never returns on one file: the epoch completes with that sample replaced."""
+    import dalitrain.pipelines.loader as loader_module
+    root, specs = corpus
+    hanging = str(root / "clipset" / "v1.webm")
+    real = loader_module.DECODERS["pyav"]
+
+    def decode(path, frames, window):
+        if str(path) == hanging:
+            threading.Event().wait()  # forever
+        return real(path, frames, window)
+
+    monkeypatch.setitem(loader_module.DECODERS, "pyav", decode)
+    data = data_config(root, specs, ["clipset"], batch_size=2, decode_timeout_s=1.0)
+    loader = train_loader(data, seed=0)
+    batches = list(loader)
+    assert len(batches) == len(loader) and all(len(b.label) == 2 for b in batches)
+    assert "did not finish within 1.0 s" in loader.quarantine[hanging]
+    assert loader.skipped == {"clipset": 1}
