@@ -26,7 +26,10 @@ Bad files: a file that fails to decode is quarantined for the rest of the run an
 another video of the same dataset (chosen deterministically from the sample's position), so batch sizes and the
 epoch's length never change. With in-loader decoding a failure is just a caught exception; when the graph
 decodes, DALI's error ends the pipeline, so the loader finds the culprit with PyAV, rebuilds the pipeline and
-re-runs the batch. More than `max_skipped_fraction` of a dataset failing in one epoch aborts with one line.
+re-runs the batch; when PyAV reads every file of the batch (a stream the graph's decoder cannot take, such as a
+profile NVDEC lacks), that batch is augmented from PyAV's frames instead and nothing is quarantined. A decode past
+`decode_timeout_s` counts as a failure (dalitrain.pipelines.workers). More than `max_skipped_fraction` of a dataset
+failing in one epoch aborts with one line.
 """
 from __future__ import annotations
 
@@ -118,6 +121,7 @@ class VideoLoader:
         self.failed: list[set[int]] = [set() for _ in datasets]  # quarantined during this run, per dataset
         self.quarantine: dict[str, str] = {}  # path -> reason, for files that failed during this run
         self.pipe = None
+        self.frames_pipe = None  # built on the first batch the graph's decoder fails on but PyAV reads
         self.set_epoch(epoch, start_step)
 
     # -- epochs ------------------------------------------------------------------------------------------
@@ -226,10 +230,10 @@ class VideoLoader:
         seed = int(np.random.SeedSequence([self.seed, self.shard_id, self.epoch]).generate_state(1)[0] >> 1)
         return {"device_id": self.device_id if self.device == "gpu" else None, "seed": seed}
 
-    def _build_pipe(self):
+    def _build_pipe(self, decode_in_graph: bool):
         pipe = clip_pipeline(batch_size=self.batch_size, num_threads=max(self.data.num_threads, 1),
                              prefetch_queue_depth=1, exec_dynamic=True, device=self.device,
-                             decode_in_graph=self.decode_in_graph, training=self.training,
+                             decode_in_graph=decode_in_graph, training=self.training,
                              crop_size=self.data.crop_size, mean=self.data.mean, std=self.data.std,
                              auto_augment=self.data.auto_augment, resize_in_graph=self.resize_in_graph,
                              **self.pipeline_placement())
@@ -238,17 +242,21 @@ class VideoLoader:
 
     def _run_pipe(self, samples: list[Sample], clips: list):
         if self.pipe is None:
-            self.pipe = self._build_pipe()
-        if self.decode_in_graph:
-            self.pipe.feed_input("encoded", clips)
-            self.pipe.feed_input("frame_ids", [s.frames.astype(np.int32) for s in samples])
+            self.pipe = self._build_pipe(self.decode_in_graph)
+        return self._feed_and_run(self.pipe, samples, clips, encoded=self.decode_in_graph)
+
+    def _feed_and_run(self, pipe, samples: list[Sample], clips: list, *, encoded: bool):
+        """One batch through `pipe`: `clips` are the files' bytes (`encoded`, the graph decodes) or decoded frames."""
+        if encoded:
+            pipe.feed_input("encoded", clips)
+            pipe.feed_input("frame_ids", [s.frames.astype(np.int32) for s in samples])
         else:
-            self.pipe.feed_input("frames", clips)
+            pipe.feed_input("frames", clips)
         if self.resize_in_graph:
-            self.pipe.feed_input("short_side", [np.float32(s.short_side) for s in samples])
-            self.pipe.feed_input("crop_anchor", [np.asarray(s.crop_anchor, np.float32) for s in samples])
-        self.pipe.feed_input("flip", [np.bool_(s.flip) for s in samples])
-        (video,) = self.pipe.run()
+            pipe.feed_input("short_side", [np.float32(s.short_side) for s in samples])
+            pipe.feed_input("crop_anchor", [np.asarray(s.crop_anchor, np.float32) for s in samples])
+        pipe.feed_input("flip", [np.bool_(s.flip) for s in samples])
+        (video,) = pipe.run()
         return video
 
     def _augment(self, step: int, samples: list[Sample], clips: list) -> Batch:
@@ -261,24 +269,33 @@ class VideoLoader:
                     if not self.decode_in_graph:
                         raise
                     self.pipe = None
-                    samples, clips = self._after_graph_failure(step, samples, err)
+                    samples, clips, decoded = self._after_graph_failure(step, samples, err)
+                    if decoded is not None:  # every file reads on the CPU: augment this batch from those frames
+                        if self.frames_pipe is None:
+                            self.frames_pipe = self._build_pipe(decode_in_graph=False)
+                        video = self._feed_and_run(self.frames_pipe, samples, decoded, encoded=False)
+                        break
         with nvtx.annotate("dalitrain.to_torch", color="red"):
             return self._to_batch(samples, video)
 
     def _after_graph_failure(self, step: int, samples: list[Sample], err: RuntimeError):
-        """Find which files broke the graph (PyAV decodes them on the CPU), quarantine and replace them."""
-        culprits = []
+        """Find which files broke the graph (PyAV decodes them on the CPU), quarantine and replace them:
+        (samples, clips to retry, None). When PyAV reads every file (a stream the graph's decoder does not take,
+        e.g. a profile NVDEC lacks), nothing is quarantined: (samples, None, the frames PyAV decoded)."""
+        culprits, decoded = [], []
         for i, s in enumerate(samples):
             try:
-                decode_pyav(self._path(s), s.frames)
+                decoded.append(decode_pyav(self._path(s), s.frames))
             except DecodeError as bad:
                 culprits.append(i)
                 self._quarantine(s, str(bad))
         if not culprits:
-            raise err
+            log.warning("step %d: the %s decoder failed on a batch that PyAV decodes (%s): that batch was decoded "
+                        "on the CPU", step, self.decoder, str(err).strip().splitlines()[0] if str(err) else err)
+            return samples, None, decoded
         for i in culprits:
             samples[i] = self._replacement(samples[i], step * self.batch_size + i)
-        return self._collect(step, samples, self._submit(samples))
+        return (*self._collect(step, samples, self._submit(samples)), None)
 
     def _to_batch(self, samples: list[Sample], video) -> Batch:
         tensor = video.as_tensor()
@@ -304,7 +321,7 @@ class VideoLoader:
 
     def close(self) -> None:
         self.workers.shutdown()
-        self.pipe = None
+        self.pipe = self.frames_pipe = None
 
 
 def train_loader(data: DataConfig, *, shard_id: int = 0, num_shards: int = 1, seed: int = 0, epoch: int = 0,

@@ -243,3 +243,26 @@ def test_a_decode_that_hangs_is_abandoned_and_its_file_quarantined(corpus, monke
     assert len(batches) == len(loader) and all(len(b.label) == 2 for b in batches)
     assert "did not finish within 1.0 s" in loader.quarantine[hanging]
     assert loader.skipped == {"clipset": 1}
+
+
+def test_a_batch_the_graphs_decoder_rejects_but_pyav_reads_is_decoded_on_the_cpu(corpus, monkeypatch, caplog):
+    """As NVDEC on a profile it lacks: the in-graph decode fails although every file is fine. The batch is
+    augmented from PyAV's frames (the planned ones), nothing is quarantined and the epoch completes."""
+    from dalitrain.pipelines.loader import VideoLoader
+    root, specs = corpus
+    real = VideoLoader._feed_and_run
+    failures = []
+
+    def graph_decoder_fails_once(self, pipe, samples, clips, *, encoded):
+        if encoded and not failures:
+            failures.append(True)
+            raise RuntimeError("Assert on \"nvdec_supported\" failed: codec profile not supported")
+        return real(self, pipe, samples, clips, encoded=encoded)
+
+    monkeypatch.setattr(VideoLoader, "_feed_and_run", graph_decoder_fails_once)
+    data = data_config(root, specs, ["clipset"], decoder="dali", batch_size=2)
+    loader = train_loader(data, seed=0)
+    batches = list(loader)
+    assert failures and len(batches) == len(loader) and not loader.quarantine
+    assert frame_index(levels(batches[0].video))[0].tolist() == loader.plan[0][0].frames.tolist()
+    assert "decoded on the CPU" in caplog.text
