@@ -20,12 +20,12 @@ above runs as ordinary autograd on those small tensors. Its backward, given dvar
 with S = dK + dK^T and P = I - 1 1^T / B (the derivative of the centring; Zc S already has zero column sums),
 so the backward never builds C either.
 
-Paths (same math, same saved tensors): "torch" runs these formulas as matmuls in fp32; "triton" runs three
-kernels: column statistics (one pass over z, Chan's merge of per-tile mean / M2), the centred Gram matrix
-(upper-triangle tiles mirrored, split over the reduction dimension so a small B still fills a GPU, centring
-fused into the loads), and the backward (dz = Zc * coef + S Zc in one pass, centring fused). The statistics
-need the mean before the Gram matrix: forming Zc Zc^T from raw moments (z z^T - mean terms) loses every digit
-for fp16 inputs of large magnitude, hence two passes over z forward and one backward.
+Paths (same math, same saved tensors): "torch" runs these formulas as matmuls in fp32, also under autocast; "triton"
+runs three kernels: column statistics (one pass over z, Chan's merge of per-tile mean / M2), the centred Gram matrix
+(upper-triangle tiles mirrored, split over the reduction dimension so a small B still fills a GPU, centring fused
+into the loads), and the backward (dz = Zc * coef + S Zc in one pass, centring fused). The statistics need the mean
+before the Gram matrix: forming Zc Zc^T from raw moments (z z^T - mean terms) loses every digit for fp16 inputs of
+large magnitude, hence two passes over z forward and one backward.
 
 Dtypes: z fp32, fp16 or bf16; accumulation and the returned losses are fp32; dz has z's dtype.
 Limits: B >= 2 (the unbiased variance divides by B - 1); element offsets are int32 (B * d < 2^31). Under the
@@ -204,11 +204,12 @@ class _CentredGram(torch.autograd.Function):
             mean, var = _column_stats_triton(z)
             gram = _centred_gram_triton(z, mean, gram_on_rows)
         else:
-            z32 = z.float()
-            mean = z32.mean(0)
-            zc = z32 - mean
-            var = zc.square().sum(0) / (B - 1)  # torch.var_mean along dim 0 is ~10x slower on the CPU
-            gram = zc @ zc.T if gram_on_rows else zc.T @ zc
+            with torch.autocast(z.device.type, enabled=False):  # autocast would run the Gram matmul in bf16
+                z32 = z.float()
+                mean = z32.mean(0)
+                zc = z32 - mean
+                var = zc.square().sum(0) / (B - 1)  # torch.var_mean along dim 0 is ~10x slower on the CPU
+                gram = zc @ zc.T if gram_on_rows else zc.T @ zc
         ctx.save_for_backward(z, mean)
         ctx.use_triton, ctx.gram_on_rows = use_triton, gram_on_rows
         return var, gram
@@ -223,8 +224,9 @@ class _CentredGram(torch.autograd.Function):
             s = s - s.mean(0, keepdim=True)  # P S: the centring's derivative, applied on the small B x B side
         if ctx.use_triton:
             return _centred_gram_backward_triton(z, mean, coef, s, ctx.gram_on_rows), None
-        zc = z.float() - mean
-        dz = torch.addmm(zc * coef, s, zc) if ctx.gram_on_rows else torch.addmm(zc * coef, zc, s)
+        with torch.autocast(z.device.type, enabled=False):
+            zc = z.float() - mean
+            dz = torch.addmm(zc * coef, s, zc) if ctx.gram_on_rows else torch.addmm(zc * coef, zc, s)
         return dz.to(z.dtype), None
 
 

@@ -14,11 +14,15 @@ from dalitrain.losses.classification import Targets
 
 
 def permutation_within_groups(group: torch.Tensor) -> torch.Tensor:
-    """[B] index: partner[b] is a random sample with group[partner[b]] == group[b]."""
-    partner = torch.arange(group.numel(), device=group.device)
-    for value in torch.unique(group):
-        members = torch.nonzero(group == value).flatten()
-        partner[members] = members[torch.randperm(members.numel()).to(group.device)]
+    """[B] index: partner is a random permutation that maps every sample to one of its own group (int64 ids).
+
+    Sorting by group alone (stably) and by group plus a random fraction lists the same groups in the same places,
+    the second in random order within each group: matching the two lists position by position pairs every sample
+    with a random member of its group. No host sync (no unique or nonzero), so a GPU step is not stalled."""
+    by_group = torch.argsort(group, stable=True)
+    shuffled = torch.argsort(group.double() + torch.rand(group.shape, dtype=torch.float64, device=group.device))
+    partner = torch.empty_like(by_group)
+    partner[by_group] = shuffled
     return partner
 
 

@@ -174,3 +174,17 @@ for centre_cols in (True, False):
     compile_for_sm90(m._centred_gram_backward_kernel, types, CENTRE_COLS=centre_cols, BLOCK_M=32, BLOCK_N=64,
                      BLOCK_K=32)
 """)
+
+
+def test_torch_path_stays_fp32_under_autocast(rng):
+    """Autocast lowers matmuls to bf16; the Gram matrix (and its backward) must not follow: the loss under CPU
+    autocast equals the fp32 one (an autocast bf16 Gram matrix is off by 0.1-0.2%)."""
+    z = torch.randn(24, 40, generator=rng, requires_grad=True)
+    plain = informative_loss(z, backend="torch")
+    (grad_plain,) = torch.autograd.grad(sum(plain), z)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = informative_loss(z, backend="torch")
+        (grad_mixed,) = torch.autograd.grad(sum(mixed), z)
+    for a, b in zip(mixed, plain):
+        assert a.dtype == torch.float32 and torch.allclose(a, b, rtol=1e-6, atol=0), (a, b)
+    torch.testing.assert_close(grad_mixed, grad_plain, rtol=1e-5, atol=1e-7)

@@ -12,6 +12,14 @@ def test_partners_stay_in_their_dataset():
         assert sorted(partner.tolist()) == list(range(8))  # a permutation
 
 
+def test_every_partner_of_a_group_is_drawn():
+    """Random within each group, not a fixed pairing: over draws, sample 0 meets every member of its group."""
+    torch.manual_seed(1)
+    dataset = torch.tensor([3, 1, 3, 3, 1])
+    met = {int(permutation_within_groups(dataset)[0]) for _ in range(60)}
+    assert met == {0, 2, 3}
+
+
 def test_mixup_mixes_only_within_a_dataset():
     torch.manual_seed(1)
     dataset = torch.tensor([0, 0, 1, 1, 1, 2])
