@@ -38,7 +38,7 @@ import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator
 
 import numpy as np
 import nvtx
@@ -122,6 +122,7 @@ class VideoLoader:
         self.quarantine: dict[str, str] = {}  # path -> reason, for files that failed during this run
         self.pipe = None
         self.frames_pipe = None  # built on the first batch the graph's decoder fails on but PyAV reads
+        self.fallback_batches = 0  # batches decoded on the CPU that way, this run
         self.set_epoch(epoch, start_step)
 
     # -- epochs ------------------------------------------------------------------------------------------
@@ -271,6 +272,7 @@ class VideoLoader:
                     self.pipe = None
                     samples, clips, decoded = self._after_graph_failure(step, samples, err)
                     if decoded is not None:  # every file reads on the CPU: augment this batch from those frames
+                        self.fallback_batches += 1
                         if self.frames_pipe is None:
                             self.frames_pipe = self._build_pipe(decode_in_graph=False)
                         video = self._feed_and_run(self.frames_pipe, samples, decoded, encoded=False)
