@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from dalitrain.engine.metrics import memory_usage
 from dalitrain.models.info import describe_model
 from dalitrain.models.registry import create_backbone
 
@@ -104,7 +105,7 @@ def train_steps(spec: dict) -> dict:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    rss_before_mb = current_rss_mb()
+    rss_before_mb = memory_usage(torch.device("cpu"))["rss_mb"]
     for _ in range(spec["warmup"]):
         step()
     synchronize(device)
@@ -125,11 +126,6 @@ def train_steps(spec: dict) -> dict:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
         result.update(peak_mem_mb=peak, peak_rss_step_mb=peak - rss_before_mb)
     return result
-
-
-def current_rss_mb() -> float:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
 
 
 def synchronize(device: torch.device) -> None:

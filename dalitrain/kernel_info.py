@@ -98,9 +98,11 @@ def kernel_rows(arch: int, dtypes: list[str], head_dims: list[int]) -> list[dict
 
 def _dedupe_padded(head_dims: list[int]) -> list[int]:
     """One head dim per padded width: the kernels compile the same for 80 and 96 (both padded to 128)."""
+    from dalitrain.kernels.pooling_attention import padded_head_dim
+
     padded: dict[int, int] = {}
     for d in head_dims:
-        padded.setdefault(max(16, 1 << (d - 1).bit_length()), d)
+        padded.setdefault(padded_head_dim(d), d)
     return sorted(padded.values())
 
 

@@ -167,12 +167,17 @@ def _strides(t: torch.Tensor) -> tuple[int, int, int]:
     return t.stride(0), t.stride(1), t.stride(2)
 
 
+def padded_head_dim(head_dim: int) -> int:
+    """The head dim the kernels compute with: a power of two >= 16, masked beyond `head_dim` (96 runs as 128)."""
+    return max(16, triton.next_power_of_2(head_dim))
+
+
 def _tiles(dtype: torch.dtype, head_dim: int) -> dict:
     """The constexprs of every kernel here. The same on every architecture: in fp16/bf16 the largest kernel (dK/dV at
     dh 128) needs 58 KB of shared memory, under the smallest limit (64 KB, sm_75); fp32 is not launched on CUDA
     (`triton_supported`). `dalitrain info kernels` compiles these per architecture and shows the numbers."""
     return dict(PRECISION="ieee" if dtype == torch.float32 else "tf32", BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N,
-                DH_PAD=max(16, triton.next_power_of_2(head_dim)))
+                DH_PAD=padded_head_dim(head_dim))
 
 
 def _launch_constants(q: torch.Tensor, scale: float) -> dict:

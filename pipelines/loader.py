@@ -326,10 +326,15 @@ class VideoLoader:
         self.pipe = self.frames_pipe = None
 
 
+def _records(data: DataConfig, split: str, device: str) -> list[DatasetRecords]:
+    """The split's records, its scan index checked against the decoder the loader will use on `device`."""
+    return load_records(data, split, resolve_decoder(data.decoder, resolve_device(device, data.device)))[0]
+
+
 def train_loader(data: DataConfig, *, shard_id: int = 0, num_shards: int = 1, seed: int = 0, epoch: int = 0,
                  start_step: int = 0, device: str = "auto", device_id: int = 0) -> VideoLoader:
     """Training batches of `data.batch_size` clips per rank; `len()` steps per epoch, equal on every rank."""
-    datasets, _ = load_records(data, "train", resolve_decoder(data.decoder, resolve_device(device, data.device)))
+    datasets = _records(data, "train", device)
     recipe = ClipRecipe(data.num_frames, data.stride, data.short_video)
 
     def plan(seed_: int, epoch_: int) -> list[list[Sample]]:
@@ -344,7 +349,7 @@ def train_loader(data: DataConfig, *, shard_id: int = 0, num_shards: int = 1, se
 def eval_loader(data: DataConfig, eval: EvalConfig, *, shard_id: int = 0, num_shards: int = 1,
                 device: str = "auto", device_id: int = 0) -> VideoLoader:
     """Every validation video once across ranks, as temporal x spatial views sharing its `index` and `dataset`."""
-    datasets, _ = load_records(data, "val", resolve_decoder(data.decoder, resolve_device(device, data.device)))
+    datasets = _records(data, "val", device)
     recipe = ClipRecipe(data.num_frames, data.stride, data.short_video)
 
     def plan(seed_: int, epoch_: int) -> list[list[Sample]]:

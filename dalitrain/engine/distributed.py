@@ -77,15 +77,6 @@ def mean_over_ranks(values: torch.Tensor) -> torch.Tensor:
     return values / dist.get_world_size()
 
 
-def any_rank(flag: bool, device: torch.device) -> bool:
-    """True on every rank when `flag` is True on at least one (so that all ranks take the same branch)."""
-    if not _active():
-        return flag
-    value = torch.tensor([1.0 if flag else 0.0], device=device)
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item() > 0)
-
-
 def all_ranks(flags: torch.Tensor) -> list[bool]:
     """Elementwise over the 1-d bool `flags`: True where the flag is True on every rank. One collective and one
     host read for all of them."""
