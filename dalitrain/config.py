@@ -334,7 +334,7 @@ def _check_consistent(cfg: ExperimentConfig, source: str) -> None:
         raise ConfigError(f"{source}: loss.projection: {cfg.loss.projection} projects between datasets, but "
                           f"data.datasets has {len(cfg.data.datasets)} (use none)")
     if cfg.loss.projection_sparsity > 0 and cfg.loss.projection == "none":
-        raise ConfigError(f"{source}: loss.projection_sparsity regularises the projections, but loss.projection "
+        raise ConfigError(f"{source}: loss.projection_sparsity: regularises the projections, but loss.projection "
                           "is none")
 
 

@@ -42,6 +42,12 @@ def test_loads_typed_sections(tmp_path):
     (MINIMAL + "  name: lamb\n", "optim.name", "must be one of 'adamw', 'sgd'"),
     (MINIMAL.replace("    - {name: b, manifest: b.csv, num_classes: 5, sampling: uniform, flip: false}\n",
                      "  mixing: per_batch\n"), "data.mixing", "per_batch picks one dataset per batch, but data.datasets has 1"),
+    (MINIMAL.replace("    - {name: b, manifest: b.csv, num_classes: 5, sampling: uniform, flip: false}\n", ""),
+     "loss.projection", "released projects between datasets, but data.datasets has 1 (use none)"),
+    (MINIMAL + "loss: {projection: none, projection_sparsity: 0.1}\n", "loss.projection_sparsity",
+     "regularises the projections, but loss.projection is none"),
+    (MINIMAL + "loss: {projection: true}\n", "loss.projection", "must be one of 'none', 'paper', 'released'"),
+    (MINIMAL + "loss: {uncertainty: sigma}\n", "loss.uncertainty", "must be one of 'none', 'log_sigma', 'sigma_sq'"),
 ])
 def test_bad_file_names_file_and_key(tmp_path, text, key, reason):
     path = write(tmp_path, text)

@@ -29,3 +29,9 @@ def test_unknown_model_is_one_line_error(capsys):
     assert main(["info", "model", "mvitv2_huge"]) == 2
     err = capsys.readouterr().err.strip()
     assert "unknown model 'mvitv2_huge'" in err and "mvitv2_tiny" in err and "\n" not in err
+
+
+def test_info_model_without_a_name_is_one_line_error(capsys):
+    assert main(["info", "model"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("dalitrain info: error: dalitrain info model: name a model (") and "\n" not in err
