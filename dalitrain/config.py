@@ -93,6 +93,12 @@ class ModelConfig:
     # Fields of the architecture's own config dataclass to override, e.g. {stem: patch} (MViTv2) or
     # {temporal_depth: 24, temporal_pool: cls} (ViViT); an unknown field is refused naming the ones it has.
     arch_options: dict[str, Any] = field(default_factory=dict)
+    # The whole model's weights (backbone, heads, expander) from a dalitrain training checkpoint of the same
+    # architecture, resized where a shape follows the clip; optimizer and step are not taken (SFA's stage 2).
+    init_from: Optional[str] = None
+    init_skip: list[str] = field(default_factory=list)  # tensors (or module prefixes) kept at initialisation
+    freeze: list[str] = field(default_factory=list)  # module groups the backbone names, e.g. [spatial] (ViViT)
+    adapter: Literal["none", "mlp"] = "none"  # SFA's adapter between spatial and temporal transformer (ViViT)
 
 
 @dataclass
@@ -163,6 +169,10 @@ class ExperimentConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    # A curriculum (SFA-ViViT's two stages): each entry is `name` plus the sections it changes, on top of the rest
+    # of this file; stage k trains in `train.output_dir/NAME` and starts from stage k-1's best checkpoint
+    # (`model.init_from`). Empty: one ordinary run. `expand_stages` makes the stages' configs.
+    stages: list[dict[str, Any]] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -338,6 +348,30 @@ def _check_consistent(cfg: ExperimentConfig, source: str) -> None:
                           "is none")
 
 
+def expand_stages(cfg: ExperimentConfig, source: str = "config") -> list[tuple[str, ExperimentConfig]]:
+    """The configs of a curriculum's stages in order, each checked as a whole config (a bad key names the stage);
+    `[("", cfg)]` without stages. A stage's `model.init_from` is left to the runner (the previous stage's best
+    checkpoint exists only once that stage has run) unless the stage sets it."""
+    if not cfg.stages:
+        return [("", cfg)]
+    base = {k: v for k, v in config_to_dict(cfg).items() if k != "stages"}
+    expanded, names = [], set()
+    for i, stage in enumerate(cfg.stages):
+        where = f"{source}: stages.{i}"
+        name = stage.get("name")
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name in names:
+            raise ConfigError(f"{where}.name: each stage needs a unique name usable as a folder, got {name!r}")
+        names.add(name)
+        changes = {k: v for k, v in stage.items() if k != "name"}
+        if "stages" in changes:
+            raise ConfigError(f"{where}.stages: a stage cannot have stages of its own")
+        stage_cfg = _build(ExperimentConfig, _merge(base, changes), "", f"{where} ({name})")
+        _check_consistent(stage_cfg, f"{where} ({name})")
+        stage_cfg.train.output_dir = str(Path(cfg.train.output_dir) / name)
+        expanded.append((name, stage_cfg))
+    return expanded
+
+
 def load_config(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig:
     """Load a YAML experiment file (and its `base`), apply `KEY=VALUE` overrides, and check every key and type."""
     path = Path(path)
@@ -348,6 +382,7 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig
     try:
         cfg = _build(ExperimentConfig, raw, "", str(path))
         _check_consistent(cfg, str(path))
+        expand_stages(cfg, str(path))  # a bad stage fails now, not when the previous stages are done
         return cfg
     except ConfigError as err:
         if overrides:  # the bad value may come from the command line rather than the file

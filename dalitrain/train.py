@@ -4,21 +4,32 @@
 
 Builds the model from `model`, the DALI loaders from `data`/`eval`, and runs the engine's Trainer. A run
 resumes by itself from the newest loadable checkpoint in `train.output_dir/checkpoints`.
+
+A config with `stages:` is a curriculum (SFA-ViViT's): the stages run in order, each in `train.output_dir/NAME`,
+each starting from the previous stage's best checkpoint (`model.init_from`). A finished stage leaves
+`stage.json` (its result) and is not run again, so the same command resumes a killed curriculum in the stage it
+was in, from that stage's last checkpoint.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
+import time
+from pathlib import Path
 from typing import Optional
 
-from dalitrain.config import DataConfig, ExperimentConfig, load_config, resolve_path
+from dalitrain.config import DataConfig, ExperimentConfig, expand_stages, load_config, resolve_path
+from dalitrain.engine.evaluate import DatasetAccuracy
 from dalitrain.data.manifest import read_manifest
 from dalitrain.engine.distributed import DistContext, init_distributed, shutdown_distributed
 from dalitrain.engine.state import seed_everything
 from dalitrain.engine.preemption import PREEMPTED_EXIT_CODE, Preempted
 from dalitrain.engine.trainer import Trainer, TrainingStopped, TrainResult
 from dalitrain.methods import model_parts
-from dalitrain.models import build_model
+from dalitrain.fileio import write_atomic
+from dalitrain.models import build_model, init_from_checkpoint
 from dalitrain.pipelines.loader import eval_loader, train_loader
 
 
@@ -42,6 +53,13 @@ def train(cfg: ExperimentConfig, ctx: Optional[DistContext] = None) -> TrainResu
     model = build_model(cfg.model, num_classes=[d.num_classes for d in cfg.data.datasets],
                         num_frames=cfg.data.num_frames, crop_size=cfg.data.crop_size,
                         expander=parts.expander, projection=parts.projection)
+    if cfg.model.init_from:
+        report = init_from_checkpoint(model, cfg.model)
+        if ctx.is_main:
+            print(f"model.init_from {cfg.model.init_from}: {len(report.loaded)} tensors loaded"
+                  + "".join(f"; {what}: {', '.join(keys)}" for what, keys in
+                            (("resized", report.resized), ("kept at initialisation", report.skipped),
+                             ("not in this model", report.dropped)) if keys), flush=True)
 
     def make_train_loader(epoch: int, start_step: int):
         return train_loader(cfg.data, shard_id=ctx.rank, num_shards=ctx.world_size, seed=cfg.train.seed,
@@ -58,10 +76,54 @@ def train(cfg: ExperimentConfig, ctx: Optional[DistContext] = None) -> TrainResu
     return trainer.fit()
 
 
+STAGE_RECORD = "stage.json"
+
+
+def train_stages(cfg: ExperimentConfig, ctx: Optional[DistContext] = None) -> TrainResult:
+    """`train(cfg)`, or each stage of a curriculum in turn (module docstring); the last stage's result."""
+    stages = expand_stages(cfg)
+    if not cfg.stages:
+        return train(cfg, ctx)
+    ctx = ctx or init_distributed(cfg.data.device)
+    previous: Optional[Path] = None
+    for name, stage in stages:
+        if previous is not None and stage.model.init_from is None:
+            stage.model.init_from = str(previous)
+        record = Path(stage.train.output_dir) / STAGE_RECORD
+        if record.is_file():
+            result = _read_record(record)
+            if ctx.is_main:
+                print(f"stage {name}: finished before ({record}); next from {result.checkpoint}", flush=True)
+        else:
+            if ctx.is_main:
+                print(f"stage {name}: {stage.data.num_frames} frames, {stage.train.epochs} epochs"
+                      + (f", from {stage.model.init_from}" if stage.model.init_from else ""), flush=True)
+            started = time.monotonic()
+            result = train(stage, ctx)
+            if result.checkpoint is None:
+                raise TrainingStopped(f"stage {name} wrote no checkpoint, so the next stage has nothing to start from")
+            best = result.checkpoint.parent / "best.pt"
+            result.checkpoint = best if best.is_file() else result.checkpoint
+            if ctx.is_main:
+                write_atomic(record, json.dumps({"stage": name, "minutes": (time.monotonic() - started) / 60.0,
+                                                 **dataclasses.asdict(result)}, indent=2, default=str))
+        previous = result.checkpoint
+    return result
+
+
+def _read_record(path: Path) -> TrainResult:
+    record = json.loads(path.read_text())
+    evaluation = record["evaluation"]
+    return TrainResult(checkpoint=Path(record["checkpoint"]),
+                       evaluation=[DatasetAccuracy(**r) for r in evaluation] if evaluation else None,
+                       clips_per_s=record["clips_per_s"], global_step=record["global_step"],
+                       stopped_by_budget=record["stopped_by_budget"])
+
+
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     try:
-        train(cfg)
+        train_stages(cfg)
     except TrainingStopped as err:
         print(f"dalitrain train: {err}", file=sys.stderr)
         return 1

@@ -1,4 +1,5 @@
-"""One backbone, one classifier head per dataset, and what the training method adds on top of them.
+"""One backbone, one classifier head per dataset, and what the training method adds on top of them; and
+`init_from_checkpoint`, which starts the whole of it from another run's checkpoint (a curriculum's next stage).
 
 MultiTrain adds the expander (input of the informative loss) and the directed cross-dataset projections;
 co-finetuning adds nothing. The method decides (`dalitrain.methods.model_parts`), so a model never holds a
@@ -14,7 +15,8 @@ from torch import nn
 from dalitrain.config import ModelConfig
 from dalitrain.models.heads import CrossDatasetProjection, Expander, Projections, classifier_head
 from dalitrain.models.layers import trunc_normal_init
-from dalitrain.models.pretrained import load_pretrained
+from dalitrain.models.pretrained import (CheckpointError, LoadReport, detect_layout, load_pretrained, match_state,
+                                         read_checkpoint)
 from dalitrain.models.registry import create_backbone
 
 
@@ -65,15 +67,20 @@ def build_model(cfg: ModelConfig, *, num_classes: list[int], num_frames: int, cr
     """The backbone `cfg.arch` for T x crop x crop clips with one head per dataset; `expander` and `projection`
     come from the training method (`dalitrain.methods.model_parts`)."""
     runtime = {"num_frames": "data.num_frames", "crop_size": "data.crop_size", "drop_path_rate": "model.drop_path_rate",
-               "activation_checkpointing": "model.activation_checkpointing"}
+               "activation_checkpointing": "model.activation_checkpointing", "adapter": "model.adapter"}
     for key in cfg.arch_options:
         if key in runtime:
             raise ValueError(f"model.arch_options.{key}: set by {runtime[key]}, not as an architecture option")
+    adapter = {"adapter": cfg.adapter} if cfg.adapter != "none" else {}  # only split backbones take one
     backbone = create_backbone(cfg.arch, num_frames=num_frames, crop_size=crop_size,
                                drop_path_rate=cfg.drop_path_rate,
-                               activation_checkpointing=cfg.activation_checkpointing, **cfg.arch_options)
+                               activation_checkpointing=cfg.activation_checkpointing, **adapter, **cfg.arch_options)
     if cfg.pretrained:
         load_pretrained(backbone, cfg.pretrained)
+    if cfg.freeze:
+        if not hasattr(backbone, "freeze"):
+            raise ValueError(f"model.freeze: {cfg.arch} names no module groups to freeze")
+        backbone.freeze(cfg.freeze)
     heads = [classifier_head(backbone.embed_dim, c, cfg.head, cfg.head_hidden_dim) for c in num_classes]
     model = MultiDatasetModel(backbone, heads,
                               Expander(backbone.embed_dim, cfg.expander_hidden_dim) if expander else None,
@@ -81,3 +88,32 @@ def build_model(cfg: ModelConfig, *, num_classes: list[int], num_frames: int, cr
     if cfg.compile:
         model.backbone.compile()  # in place: state-dict keys keep their names (no `_orig_mod.` prefix)
     return model
+
+
+def init_from_checkpoint(model: MultiDatasetModel, cfg: ModelConfig) -> LoadReport:
+    """`model.init_from`: every weight of `model` from a dalitrain training checkpoint of the same architecture;
+    shapes that follow the clip are resized by the backbone (`resize_weight`), `model.init_skip` entries keep their
+    initialisation. Anything else missing or mismatched is refused in one line naming the file."""
+    path = cfg.init_from
+    raw = read_checkpoint(path)
+    state = raw.get("model") if isinstance(raw, dict) else None
+    if not isinstance(state, dict) or detect_layout(state) != "dalitrain":
+        raise CheckpointError(f"{path}: not a dalitrain training checkpoint (model.init_from reads those; "
+                              "model.pretrained reads image and PySlowFast weights)")
+    arch = (raw.get("config") or {}).get("model", {}).get("arch")
+    if arch is not None and arch != cfg.arch:
+        raise CheckpointError(f"{path}: a {arch} checkpoint, but model.arch is {cfg.arch}")
+    resize_backbone = getattr(model.backbone, "resize_weight", None)
+
+    def resize(key: str, value: torch.Tensor) -> Optional[torch.Tensor]:
+        inside = key.removeprefix("backbone.")
+        return resize_backbone(inside, value) if resize_backbone and inside != key else None
+
+    theirs = {k.removeprefix("module."): v for k, v in state.items()}
+    try:
+        loaded, report = match_state(model.state_dict(), theirs, resize, cfg.init_skip)
+    except ValueError as err:
+        raise CheckpointError(f"{path}: {err}; model.init_skip lists what may stay at initialisation") from None
+    model.load_state_dict(loaded, strict=False)
+    report.layout = "dalitrain"
+    return report

@@ -36,7 +36,7 @@ from torch.utils.checkpoint import checkpoint
 from dalitrain.kernels.pooling_attention import pooling_attention
 from dalitrain.models.layers import ConvStem, DropPath, Mlp, trunc_normal_init
 from dalitrain.models.pretrained import import_dalitrain
-from dalitrain.models.pyslowfast_checkpoint import import_pyslowfast
+from dalitrain.models.pyslowfast_checkpoint import POSITION_KEYS, import_pyslowfast, resize_position_embedding
 from dalitrain.models.registry import check_config, register_model, with_options
 
 Grid = tuple[int, int, int]  # (T, H, W) of a token grid
@@ -124,6 +124,12 @@ class MViTv2(nn.Module):
 
     def stages(self) -> list[tuple[str, nn.Module]]:
         return [(f"stage {i + 1}", self.blocks[end]) for i, end in enumerate(self.stage_ends)]
+
+    def resize_weight(self, name: str, value: torch.Tensor) -> Optional[torch.Tensor]:
+        """The contract's resize: the position tables to this clip's token grid (as PySlowFast weights)."""
+        if name in POSITION_KEYS:
+            return resize_position_embedding(name, value, self)
+        return None
 
     def forward_features(self, video: torch.Tensor) -> tuple[torch.Tensor, Grid]:
         """video [B, C, T, H, W] -> tokens [B, T'*H'*W', D] of the last stage and their grid (T', H', W')."""
@@ -259,9 +265,12 @@ def conv_output_grid(size: Grid, kernel: Grid, stride: Grid, padding: Grid) -> G
 
 def _build(config: MViTv2Config, *, num_frames: Optional[int] = None, crop_size: Optional[int] = None,
            drop_path_rate: Optional[float] = None, activation_checkpointing: Optional[bool] = None,
-           **options) -> MViTv2:
+           adapter: Optional[str] = None, **options) -> MViTv2:
     """`options` replace fields of the architecture's config (`stem`, `attention_impl`, ...): model.arch_options,
     the benchmarks, the checkpoint tests."""
+    if adapter not in (None, "none"):
+        raise ValueError(f"model.adapter: {adapter}: MViTv2 has no spatial and temporal transformers to put an "
+                         "adapter between (ViViT's factorised encoder has)")
     return MViTv2(with_options(config, options), num_frames=num_frames, crop_size=crop_size,
                   drop_path_rate=drop_path_rate, activation_checkpointing=activation_checkpointing)
 

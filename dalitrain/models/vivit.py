@@ -13,7 +13,19 @@ Block (pre-norm, as ViT):  x = x + drop_path(attn(norm1 x));  x = x + drop_path(
 Attention: q, k, v = split(qkv(x)); softmax(q k^T / sqrt(dh)) v per head; proj.
 
 The two transformers are separate submodules because SFA-ViViT (Gowda et al.) freezes `spatial` and inserts an
-adapter between them: `forward(video) = temporal(spatial(video))`.
+adapter between them: `forward(video) = temporal(adapter(spatial(video)))`, the adapter an identity unless
+`config.adapter` is "mlp".
+
+SFA's stage 2 (`freeze(["spatial"])`): the spatial transformer's parameters stop requiring gradients, it stays in
+eval mode (no dropout or drop-path) and runs under `torch.no_grad`, so autograd keeps none of its activations, and
+it takes `frozen_chunk_frames` frames at a time, so its transient memory does not grow with the clip length. Only
+the adapter, the temporal transformer and the heads keep activations.
+
+The adapter (`Adapter`): the paper says "a two layer MLP" between the transformers and nothing more. Chosen here:
+Linear(D, D)-GELU-Linear(D, D) added to its input (a residual) with the second Linear zero-initialised, so that a
+stage 2 initialised from stage 1 starts exactly where stage 1 ended (the adapter is an identity at step 0).
+`adapter_residual=False` is the literal reading (the MLP's output replaces its input, trunc-normal init); the
+README compares the two on the demo corpus.
 
 Pooling (`temporal_pool`): "mean" (default) is the co-finetuning paper's head input, "the average of the final
 tokens": the mean of the t' frame tokens after the temporal norm, the temporal CLS excluded. The temporal CLS
@@ -28,9 +40,10 @@ an image ViT loads into `spatial` with a short mapping (`vit_checkpoint.py`). La
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Iterator, Literal, Optional
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
@@ -38,7 +51,7 @@ from dalitrain.kernels.pooling_attention import pooling_attention
 from dalitrain.models.layers import ConvStem, DropPath, Mlp, trunc_normal_init
 from dalitrain.models.pretrained import import_dalitrain
 from dalitrain.models.registry import check_config, register_model, with_options
-from dalitrain.models.vit_checkpoint import import_hf_vit, import_timm_vit
+from dalitrain.models.vit_checkpoint import import_hf_vit, import_timm_vit, position_table
 
 
 @dataclass
@@ -69,6 +82,10 @@ class ViViTConfig:
     # "fused": dalitrain.kernels.pooling_attention (Triton on CUDA, SDPA elsewhere); "explicit": softmax(q k^T) v
     # as two matmuls, which PyTorch's FLOP counter sees.
     attention_impl: Literal["fused", "explicit"] = "fused"
+    adapter: Literal["none", "mlp"] = "none"  # between spatial and temporal (module docstring)
+    adapter_residual: bool = True  # x + mlp(x), last layer zero-initialised; False: mlp(x) (module docstring)
+    # Frames per pass through a frozen spatial transformer (a multiple of the tubelet's t; 0: the whole clip)
+    frozen_chunk_frames: int = 16
 
     def __post_init__(self):
         check_config(self)  # lists from `arch_options` -> tuples, Literal fields checked
@@ -79,6 +96,9 @@ class ViViTConfig:
         if self.num_frames % t or self.crop_size % h or self.crop_size % w:
             raise ValueError(f"ViViTConfig: a {self.num_frames}x{self.crop_size}x{self.crop_size} clip does not "
                              f"split into {t}x{h}x{w} tubelets")
+        if self.frozen_chunk_frames < 0 or self.frozen_chunk_frames % t:
+            raise ValueError(f"ViViTConfig: frozen_chunk_frames {self.frozen_chunk_frames} is not a multiple of the "
+                             f"tubelet's {t} frames")
 
     @property
     def temporal_heads(self) -> int:
@@ -105,21 +125,58 @@ class ViViT(nn.Module):
         self.config = config
         self.embed_dim = config.embed_dim
         self.spatial = SpatialTransformer(config)
+        self.adapter = Adapter(config.embed_dim, config.adapter_residual) if config.adapter == "mlp" else nn.Identity()
         self.temporal = TemporalTransformer(config)
+        self.spatial_frozen = False
         self.set_activation_checkpointing(activation_checkpointing)
         self.apply(trunc_normal_init)  # as timm's and Scenic's ViT
         for encoder in (self.spatial, self.temporal):
             nn.init.trunc_normal_(encoder.cls_token, std=0.02)
             nn.init.trunc_normal_(encoder.pos_embed, std=0.02)
+        if isinstance(self.adapter, Adapter):
+            self.adapter.reset_parameters()  # after the blanket init: the residual adapter starts at zero
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         """video [B, 3, T, H, W] -> embedding [B, D]."""
-        return self.temporal(self.spatial(video))
+        return self.temporal(self.adapter(self.frame_features(video)))
 
     def frame_features(self, video: torch.Tensor) -> torch.Tensor:
         """video [B, 3, T, H, W] -> the spatial transformer's normed CLS token of each temporal index [B, t', D].
-        Any clip length (no temporal position here; frames past the last whole tubelet are ignored, as the conv)."""
-        return self.spatial(video)
+        Any clip length (no temporal position here; frames past the last whole tubelet are ignored, as the conv).
+        Frozen: without autograd, `frozen_chunk_frames` frames at a time (module docstring)."""
+        if not self.spatial_frozen:
+            return self.spatial(video)
+        with torch.no_grad():
+            return self.spatial(video, chunk_frames=self.config.frozen_chunk_frames)
+
+    def freeze(self, groups: list[str]) -> None:
+        """The contract's freezing: "spatial" (SFA's stage 2) is the only group."""
+        unknown = [g for g in groups if g != "spatial"]
+        if unknown:
+            raise ValueError(f"model.freeze: ViViT has no module group {unknown[0]!r} (groups: spatial)")
+        if groups:
+            self.spatial.requires_grad_(False)
+            self.spatial_frozen = True
+            self.spatial.eval()
+
+    def train(self, mode: bool = True) -> "ViViT":
+        super().train(mode)
+        if self.spatial_frozen:
+            self.spatial.eval()  # frozen means no dropout or drop-path too: the features stage 1 learned
+        return self
+
+    def resize_weight(self, name: str, value: torch.Tensor) -> Optional[torch.Tensor]:
+        """The contract's resize for weights whose shape follows the clip: the temporal position table [1, 1+t0, D]
+        -> [1, 1+t', D] by 1-D linear interpolation with the ends aligned (Scenic's
+        `interpolate_1d_positional_embeddings`, scipy's zoom of order 1), the CLS row kept; the spatial table
+        bicubically on its grid (as the image importers). None for any other weight."""
+        if name == "temporal.pos_embed":
+            rows = value[:, 1:].float().transpose(1, 2)  # [1, t0, D] -> [1, D, t0]
+            rows = F.interpolate(rows, size=self.temporal.num_tokens, mode="linear", align_corners=True)
+            return torch.cat([value[:, :1], rows.transpose(1, 2).to(value.dtype)], dim=1)  # [1, 1+t', D]
+        if name == "spatial.pos_embed":
+            return position_table(value, self.spatial.grid)[0]
+        return None
 
     def feature_map(self, video: torch.Tensor) -> torch.Tensor:
         """video [B, 3, T, H, W] -> the spatial transformer's final (normed) patch tokens on their grid
@@ -178,20 +235,37 @@ class SpatialTransformer(Encoder):
         self.grid = (h, w)
         self.patch_embed = TubeletEmbed(config)
 
-    def forward(self, video: torch.Tensor) -> torch.Tensor:
-        x, t = self.tokens(video)  # [B*t', 1+h*w, D]
-        return x[:, 0].reshape(-1, t, x.shape[-1])  # CLS of each temporal index: [B*t', D] -> [B, t', D]
+    def forward(self, video: torch.Tensor, chunk_frames: int = 0) -> torch.Tensor:
+        """video [B, 3, T, H, W] -> per-frame CLS [B, t', D]; `chunk_frames` > 0: that many frames at a time."""
+        pieces = self.chunk_tokens(video, chunk_frames) if 0 < chunk_frames < video.shape[2] else [self.tokens(video)]
+        # CLS of each temporal index: [B*t', D] -> [B, t', D], pieces joined along t'
+        return torch.cat([x[:, 0].reshape(-1, t, x.shape[-1]) for x, t in pieces], dim=1)
 
     def tokens(self, video: torch.Tensor) -> tuple[torch.Tensor, int]:
         """video [B, 3, T, H, W] -> normed tokens [B*t', 1+h*w, D] (CLS first, then row-major h, w) and t'."""
-        x = self.patch_embed(video)  # [B, D, t', h, w]
+        return self.encode_grid(self.patch_embed(video))
+
+    def encode_grid(self, x: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """Embedded patches [B, D, t', h, w] -> normed tokens [B*t', 1+h*w, D] and t'."""
         B, D, t, h, w = x.shape
         if (h, w) != self.grid:
-            raise ValueError(f"ViViT: a {tuple(video.shape[2:])} clip gives a {h}x{w} patch grid, but the spatial "
+            raise ValueError(f"ViViT: the clip gives a {h}x{w} patch grid, but the spatial "
                              f"position embeddings are sized for {self.grid[0]}x{self.grid[1]} (build with "
                              f"crop_size)")
         x = x.permute(0, 2, 3, 4, 1).reshape(B * t, h * w, D)  # [B, D, t', h, w] -> [B*t', h*w, D], row-major (h, w)
         return self.encode(x), t
+
+    def chunk_tokens(self, video: torch.Tensor, chunk_frames: int) -> Iterator[tuple[torch.Tensor, int]]:
+        """`tokens` of `chunk_frames` frames at a time, equal to slices of the whole clip's: each piece is embedded
+        with `patch_embed.temporal_halo` frames of its neighbours on each side (the conv stem's 3-frame kernel reads
+        across the cut) and the halo's tokens are dropped."""
+        frames, per_token, halo = video.shape[2], self.patch_embed.frames_per_token, self.patch_embed.temporal_halo
+        for start in range(0, frames - per_token + 1, chunk_frames):
+            stop = min(start + chunk_frames, frames)
+            low, high = max(start - halo, 0), min(stop + halo, frames)
+            x = self.patch_embed(video[:, :, low:high])  # [B, D, t'', h, w]
+            first = (start - low) // per_token
+            yield self.encode_grid(x[:, :, first:first + (stop - start) // per_token])  # this piece's t' tokens
 
 
 class TemporalTransformer(Encoder):
@@ -218,13 +292,36 @@ class TubeletEmbed(nn.Module):
 
     def __init__(self, config: ViViTConfig):
         super().__init__()
+        self.frames_per_token = config.tubelet[0]
         if config.stem == "conv":
             self.proj = ConvStem(config.in_chans, config.stem_channels, config.embed_dim, config.tubelet)
+            # Frames a cut needs from each neighbour so that the tokens beside it equal the whole clip's: the
+            # stem's 3-frame kernel reaches one frame across; a whole token keeps the stride's phase.
+            self.temporal_halo = self.frames_per_token
         else:
             self.proj = nn.Conv3d(config.in_chans, config.embed_dim, config.tubelet, stride=config.tubelet)
+            self.temporal_halo = 0  # kernel = stride: tokens never read across a tubelet
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         return self.proj(video)
+
+
+class Adapter(nn.Module):
+    """SFA's adapter, frame features [B, t', D] -> [B, t', D]: x + fc2(gelu(fc1 x)) with fc2 zero-initialised
+    (residual), or fc2(gelu(fc1 x)) (plain). Hidden width D. The module docstring says why."""
+
+    def __init__(self, dim: int, residual: bool):
+        super().__init__()
+        self.residual = residual
+        self.mlp = Mlp(dim, dim)
+
+    def reset_parameters(self) -> None:
+        if self.residual:
+            nn.init.zeros_(self.mlp.fc2.weight)
+            nn.init.zeros_(self.mlp.fc2.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.mlp(x) if self.residual else self.mlp(x)
 
 
 class Block(nn.Module):
@@ -269,10 +366,11 @@ def layer_norm(dim: int) -> nn.LayerNorm:
 
 def _build(config: ViViTConfig, *, num_frames: Optional[int] = None, crop_size: Optional[int] = None,
            drop_path_rate: Optional[float] = None, activation_checkpointing: Optional[bool] = None,
-           **options) -> ViViT:
+           adapter: Optional[str] = None, **options) -> ViViT:
     """The contract's runtime keywords (None keeps the size's own value) and `options`: ViViTConfig fields
     (`temporal_depth`, `temporal_pool`, `tubelet_init`, `attention_impl`, ... from `model.arch_options`)."""
-    runtime = {"num_frames": num_frames, "crop_size": crop_size, "drop_path_rate": drop_path_rate}
+    runtime = {"num_frames": num_frames, "crop_size": crop_size, "drop_path_rate": drop_path_rate,
+               "adapter": adapter}
     config = with_options(config, {**options, **{k: v for k, v in runtime.items() if v is not None}})
     return ViViT(config, activation_checkpointing=bool(activation_checkpointing))
 
@@ -324,5 +422,5 @@ def vivit_fe_tiny(**kwargs) -> ViViT:
                               tubelet=(2, 8, 8), stem="conv", num_frames=8, crop_size=64), **kwargs)
 
 
-__all__ = ["ViViT", "ViViTConfig", "SpatialTransformer", "TemporalTransformer", "vivit_fe_b",
+__all__ = ["ViViT", "ViViTConfig", "Adapter", "SpatialTransformer", "TemporalTransformer", "vivit_fe_b",
            "vivit_fe_l", "vivit_fe_h", "vivit_fe_tiny"]

@@ -46,9 +46,11 @@ def test_a_checkpoint_of_another_architecture_or_size_is_refused_and_leaves_the_
     before = {k: v.clone() for k, v in vivit.state_dict().items()}
     assert "another architecture" in one_line_refusal(vivit, tmp_path / "mvit.pt")
     assert all(torch.equal(before[k], v) for k, v in vivit.state_dict().items())
-    longer = create_backbone("mvitv2_tiny", num_frames=16)
-    assert "pos_embed_temporal: shape (1, 4, 48) in the checkpoint, (1, 8, 48) in the model" in one_line_refusal(
-        longer, tmp_path / "mvit.pt")
+    wider = create_backbone("mvitv2_tiny", embed_dim=64, num_heads=2)
+    assert "pos_embed_spatial: shape (1, 256, 48) in the checkpoint, (1, 256, 64) in the model (another width" in \
+        one_line_refusal(wider, tmp_path / "mvit.pt")
+    longer = create_backbone("mvitv2_tiny", num_frames=16)  # a longer clip: the temporal table is resized
+    assert load_pretrained(longer, tmp_path / "mvit.pt").resized == ["pos_embed_temporal"]
     torch.save({"conv1.weight": torch.zeros(1)}, tmp_path / "resnet.pth")
     assert one_line_refusal(vivit, tmp_path / "resnet.pth").endswith(
         "weights of an unknown layout, but ViViT reads dalitrain, hf_vit, timm_vit")

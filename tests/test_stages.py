@@ -1,0 +1,110 @@
+"""Curricula (`stages:`): SFA's two stages on real clips, killed inside stage 2 and resumed; stage config errors."""
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from dalitrain.config import ConfigError, expand_stages, load_config
+from tests.pipelines.conftest import make_corpus
+
+WORKER = Path(__file__).parent / "engine" / "stages_worker.py"
+
+
+def curriculum(root: Path, datasets: dict) -> dict:
+    return {
+        "method": "cofinetune",
+        "data": {"base_dir": str(root), "datasets": [datasets["clipset"], datasets["ssv2"]], "batch_size": 2,
+                 "num_frames": 8, "stride": 2, "short_side": [64, 72], "crop_size": 64, "device": "cpu"},
+        "model": {"arch": "vivit_fe_tiny", "head": "linear", "drop_path_rate": 0.0},
+        "optim": {"lr": 1e-4, "warmup_epochs": 0.0},
+        "train": {"epochs": 2, "log_every": 1, "bf16": False, "keep_last": 4},
+        "eval": {"temporal_views": 1, "spatial_views": 1, "short_side": 64, "batch_size": 4},
+        "stages": [
+            {"name": "stage1", "data": {"num_frames": 8}},
+            {"name": "stage2", "data": {"num_frames": 16, "stride": 1},
+             "model": {"freeze": ["spatial"], "adapter": "mlp", "init_skip": ["backbone.adapter"]}},
+        ],
+    }
+
+
+@pytest.fixture(scope="module")
+def config_file(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("stages")
+    path = root / "sfa.yaml"
+    path.write_text(yaml.safe_dump(curriculum(root / "corpus", make_corpus(root / "corpus"))))
+    return path
+
+
+def run(config: Path, output: Path, *kill_at: int) -> subprocess.CompletedProcess:
+    kill = ["--kill-at", *map(str, kill_at)] if kill_at else []
+    return subprocess.run([sys.executable, str(WORKER), str(config), *kill, f"train.output_dir={output}"],
+                          capture_output=True, text=True, timeout=600)
+
+
+def losses(run_dir: Path) -> dict[int, float]:
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r["loss"] for r in records if r["kind"] == "train"}
+
+
+def test_killed_inside_stage_two_resumes_to_the_uninterrupted_losses(config_file, tmp_path):
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    done = run(config_file, whole)
+    assert done.returncode == 0, done.stderr[-3000:]
+    stage1_best = whole / "stage1" / "checkpoints" / "best.pt"
+    assert f"model.init_from {stage1_best}: " in done.stdout
+    assert "resized: backbone.temporal.pos_embed; kept at initialisation: backbone.adapter.mlp.fc1.weight" in done.stdout
+    record = json.loads((whole / "stage1" / "stage.json").read_text())
+    assert record["checkpoint"] == str(stage1_best) and record["minutes"] > 0
+
+    first = run(config_file, killed, 16, 1, 1)  # stage 2, second epoch, second batch: after its epoch-1 checkpoint
+    assert first.returncode == -signal.SIGKILL
+    assert (killed / "stage1" / "stage.json").is_file() and not (killed / "stage2" / "stage.json").exists()
+    second = run(config_file, killed)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "stage stage1: finished before" in second.stdout and "resumed from" in second.stdout
+    assert losses(killed / "stage1") == losses(whole / "stage1")
+    expected, got = losses(whole / "stage2"), losses(killed / "stage2")
+    assert sorted(expected) == list(range(1, 9)) and got == expected
+    final_whole = torch.load(whole / "stage2" / "checkpoints" / "step-00000008.pt", weights_only=True)["model"]
+    final_killed = torch.load(killed / "stage2" / "checkpoints" / "step-00000008.pt", weights_only=True)["model"]
+    assert all(torch.equal(final_whole[k], final_killed[k]) for k in final_whole)
+    # stage 2 trained the adapter and the temporal transformer, and left the spatial transformer as stage 1 ended
+    stage1 = torch.load(stage1_best, weights_only=True)["model"]
+    spatial = [k for k in stage1 if k.startswith("backbone.spatial.") and "num_batches_tracked" not in k]
+    assert spatial and all(torch.equal(stage1[k], final_whole[k]) for k in spatial)
+    assert not torch.equal(stage1["backbone.temporal.blocks.0.attn.qkv.weight"],
+                           final_whole["backbone.temporal.blocks.0.attn.qkv.weight"])
+    assert final_whole["backbone.adapter.mlp.fc2.weight"].abs().sum() > 0
+
+
+def test_stage_errors_name_the_stage(config_file, tmp_path):
+    raw = yaml.safe_load(config_file.read_text())
+    cases = [
+        ({"name": "s2", "model": {"freez": ["spatial"]}}, r"stages.1 \(s2\): model.freez: unknown key"),
+        ({"name": "s2", "data": {"num_frames": "many"}}, r"stages.1 \(s2\): data.num_frames: expected an integer"),
+        ({"name": "stage1"}, r"stages.1.name: each stage needs a unique name"),
+        ({"model": {}}, r"stages.1.name: each stage needs a unique name"),
+        ({"name": "s2", "stages": []}, r"stages.1.stages: a stage cannot have stages"),
+    ]
+    for stage, message in cases:
+        path = tmp_path / "bad.yaml"
+        path.write_text(yaml.safe_dump({**raw, "stages": [raw["stages"][0], stage]}))
+        with pytest.raises(ConfigError, match=message) as err:
+            load_config(path)
+        assert "\n" not in str(err.value) and str(err.value).startswith(str(path))
+
+
+def test_stages_inherit_the_rest_and_run_in_their_own_folders(config_file):
+    cfg = load_config(config_file, ["train.output_dir=/runs/sfa", "optim.lr=3e-4"])
+    (name1, first), (name2, second) = expand_stages(cfg)
+    assert (name1, name2) == ("stage1", "stage2")
+    assert first.train.output_dir == "/runs/sfa/stage1" and second.train.output_dir == "/runs/sfa/stage2"
+    assert first.optim.lr == second.optim.lr == 3e-4
+    assert (first.data.num_frames, second.data.num_frames, second.data.stride) == (8, 16, 1)
+    assert first.model.freeze == [] and second.model.freeze == ["spatial"] and second.model.adapter == "mlp"
+    assert second.data.datasets == first.data.datasets and not first.stages and not second.stages
