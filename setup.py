@@ -40,6 +40,7 @@ setup(
         "nvtx",
         "av",
         "safetensors",  # image ViT weights as users download them (model.pretrained)
+        "matplotlib",  # benchmark charts (Agg backend: no display needed)
     ],
     extras_require={
         "dev": ["pytest", "pytest-timeout"],

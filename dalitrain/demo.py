@@ -1,5 +1,5 @@
-"""`dalitrain demo [--recipe multitrain|cofinetune] [--minutes N] [--out DIR]`: a recipe end to end on the CPU
-within a time budget.
+"""`dalitrain demo [--recipe multitrain|cofinetune|sfa] [--minutes N] [--out DIR]`: a recipe end to end on the
+CPU within a time budget.
 
 1. generates the recipe's synthetic corpus in DIR/corpus-PRESET unless it is already complete (generation
    resumes): the `demo` preset for MultiTrain, `demo_unequal` (very unequal dataset sizes) for co-finetuning
@@ -8,10 +8,12 @@ within a time budget.
 3. evaluates every dataset (multi-view); MultiTrain's learned projections are also scored against the planted
    relations (heatmap DIR/relations.png);
 4. prints a summary table and writes DIR/summary.json (its `recipe` key names the recipe): the last evaluation,
-   and the epoch and top-1 of the best checkpoint (best.pt, chosen on the same validation sets).
+   and the epoch and top-1 of the best checkpoint (best.pt, chosen on the same validation sets); a curriculum
+   (SFA) also lists each stage's minutes and steps.
 
 The budget covers everything: the training share is what is left after the corpus, minus a reserve for the
-evaluation and the report. A second run with the same DIR resumes the training from its last checkpoint.
+evaluation and the report; a curriculum shares it among its stages by their epochs. A second run with the same
+DIR resumes the training from its last checkpoint (and skips finished stages).
 """
 from __future__ import annotations
 
@@ -21,20 +23,21 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from dalitrain.config import load_config
+from dalitrain.config import ExperimentConfig, expand_stages, load_config
 from dalitrain.data.synth import PRESETS, generate_corpus
 from dalitrain.engine.checkpoint import load_checkpoint
 from dalitrain.engine.relations import (heatmap, load_relations, precision_at_k, random_ranking_precision,
                                         read_planted)
 from dalitrain.engine.png import write_png
 from dalitrain.fileio import write_atomic
-from dalitrain.train import train
+from dalitrain.train import STAGE_RECORD, train_stages
 
 TRAIN_SHARE = 0.8  # of the time left after the corpus; the rest is for evaluation and the report
 TOP_K = 5
 RECIPES = {  # recipe -> (config shipped in dalitrain.configs, synthetic corpus preset)
     "multitrain": ("demo_cpu.yaml", "demo"),
     "cofinetune": ("demo_cofinetune_cpu.yaml", "demo_unequal"),
+    "sfa": ("demo_sfa_cpu.yaml", "demo_unequal"),
 }
 
 
@@ -46,8 +49,9 @@ def _corpus_complete(corpus: Path) -> bool:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recipe", choices=list(RECIPES), default="multitrain",
-                        help="multitrain (default; mvitv2_tiny, mixed batches) or cofinetune (vivit_fe_tiny, one "
-                             "dataset per batch; configs/demo_cofinetune_cpu.yaml)")
+                        help="multitrain (default; mvitv2_tiny, mixed batches), cofinetune (vivit_fe_tiny, one "
+                             "dataset per batch; configs/demo_cofinetune_cpu.yaml) or sfa (cofinetune's setup as "
+                             "SFA's two stages; configs/demo_sfa_cpu.yaml)")
     parser.add_argument("--preset", choices=list(PRESETS), default=None,
                         help="synthetic corpus preset (default: the recipe's)")
     parser.add_argument("--minutes", type=float, default=16.0, help="total time budget (default 16)")
@@ -55,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="training seed (train.seed: initialisation, sampling, augmentation); the corpus is "
                              "always generated with seed 0")
     parser.add_argument("--out", default=None, help="output directory (default runs/demo for multitrain, "
-                                                       "runs/demo-cofinetune for cofinetune)")
+                                                       "runs/demo-RECIPE for the others)")
 
 
 def summary_table(summary: dict) -> str:
@@ -69,6 +73,8 @@ def summary_table(summary: dict) -> str:
         lines.append(f"relations precision@{TOP_K}: {summary['relations_precision_at_5']:.1f}% "
                      f"(untrained projection: {summary['random_relations_precision_at_5']:.1f}%; a random ranking: "
                      f"{summary['random_ranking_precision']:.1f}% expected)")
+    for stage in summary.get("stages", []):
+        lines.append(f"stage {stage['stage']}: {stage['minutes']:.1f} min, {stage['steps']} steps")
     lines.append(f"training throughput: {summary['clips_per_s']:.2f} clips/s; wall time "
                  f"{summary['wall_minutes']:.1f} min")
     return "\n".join(lines)
@@ -93,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
                                         f"train.output_dir={run_dir.resolve()}",
                                         f"train.time_budget_minutes={TRAIN_SHARE * left_minutes:.3f}",
                                         f"train.seed={args.seed}"])
-    result = train(cfg)
+    share_budget_among_stages(cfg)
+    result = train_stages(cfg)
     if result.checkpoint is None or result.evaluation is None:
         raise ValueError(f"{run_dir}: the run produced no checkpoint or evaluation")
 
@@ -114,6 +121,9 @@ def run(args: argparse.Namespace) -> int:
         "steps": result.global_step,
         "stopped_by_budget": result.stopped_by_budget,
     }
+    if cfg.stages:
+        summary["stages"] = [_stage_summary(Path(stage.train.output_dir) / STAGE_RECORD)
+                             for _, stage in expand_stages(cfg)]
     if cfg.method == "multitrain" and cfg.loss.projection != "none":
         summary.update(_relations_report(result.checkpoint, corpus, out / "relations.png"))
     summary["wall_minutes"] = (time.monotonic() - started) / 60.0
@@ -121,6 +131,22 @@ def run(args: argparse.Namespace) -> int:
     print(summary_table(summary))
     print(f"summary: {path}")
     return 0
+
+
+def share_budget_among_stages(cfg: ExperimentConfig) -> None:
+    """A curriculum's stages split `train.time_budget_minutes` in proportion to their epochs."""
+    budget = cfg.train.time_budget_minutes
+    if not cfg.stages or budget is None:
+        return
+    epochs = [stage.train.epochs for _, stage in expand_stages(cfg)]
+    for stage, stage_epochs in zip(cfg.stages, epochs):
+        stage.setdefault("train", {})["time_budget_minutes"] = budget * stage_epochs / sum(epochs)
+
+
+def _stage_summary(record: Path) -> dict:
+    stage = json.loads(record.read_text())
+    return {"stage": stage["stage"], "minutes": stage["minutes"], "steps": stage["global_step"],
+            "checkpoint": stage["checkpoint"], "stopped_by_budget": stage["stopped_by_budget"]}
 
 
 def _best_evaluation(best: Path) -> dict:

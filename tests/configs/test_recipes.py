@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dalitrain.config import ConfigError, load_config
+from dalitrain.config import ConfigError, expand_stages, load_config
 from dalitrain.methods import model_parts
 from dalitrain.models import build_model
 
@@ -106,3 +106,26 @@ def test_cofinetune_recipe_on_mvitv2_changes_only_the_backbone_and_clip():
     assert mvit.model.arch == "mvitv2_s_16x4" and (mvit.data.num_frames, mvit.data.stride) == (16, 4)
     assert mvit.optim == vivit.optim and mvit.loss == vivit.loss and mvit.method == vivit.method
     assert build_for(mvit).projection is None
+
+
+@pytest.mark.parametrize("name, lr, epochs, smoothing, drop_path", [
+    ("sfa_k400_vivit_l", 0.1, (30, 30), 0.0, 0.0), ("sfa_ssv2_vivit_l", 0.5, (30, 35), 0.3, 0.3)])
+def test_sfa_recipes_match_the_paper(name, lr, epochs, smoothing, drop_path):
+    cfg = load_config(CONFIGS / f"{name}.yaml")
+    (_, stage1), (_, stage2) = expand_stages(cfg)
+    for stage in (stage1, stage2):
+        o = stage.optim
+        assert (o.name, o.lr, o.momentum, o.warmup_epochs) == ("sgd", lr, 0.9, 2.5)
+        assert stage.data.batch_size * 64 == 128 and stage.model.arch == "vivit_fe_l"
+        assert (stage.loss.label_smoothing, stage.model.drop_path_rate) == (smoothing, drop_path)
+    assert (stage1.train.epochs, stage2.train.epochs) == epochs
+    assert (stage1.data.num_frames, stage2.data.num_frames) == (8, 128)
+    assert stage1.model.pretrained and not stage1.model.freeze and stage1.model.adapter == "none"
+    assert stage2.model.pretrained is None and stage2.model.init_from is None  # the runner sets stage 1's best
+    assert (stage2.model.freeze, stage2.model.adapter, stage2.model.init_skip) == (
+        ["spatial"], "mlp", ["backbone.adapter"])
+    model = build_for(stage2)
+    trainable = {name.split(".")[1] if name.startswith("backbone.") else name.split(".")[0]
+                 for name, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"adapter", "temporal", "heads"}
+    assert model.backbone.temporal.pos_embed.shape == (1, 1 + 64, 1024)  # 128 frames / tubelet 2

@@ -35,3 +35,18 @@ def test_info_model_without_a_name_is_one_line_error(capsys):
     assert main(["info", "model"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("dalitrain info: error: dalitrain info model: name a model (") and "\n" not in err
+
+
+def test_info_model_freeze_reports_trainable_params_and_activations_per_frame(tmp_path, capsys):
+    out = tmp_path / "sfa.json"
+    assert main(["info", "model", "vivit_fe_tiny", "--frames", "16", "--freeze", "spatial", "--json", str(out)]) == 0
+    full, frozen = json.loads(out.read_text())["training"]
+    assert (full["setting"], frozen["setting"]) == ("full training", "frozen spatial + mlp adapter")
+    assert full["trainable_params"] == json.loads(out.read_text())["params"]
+    d = 96  # vivit_fe_tiny's width: the adapter is Linear(d, d) -> Linear(d, d)
+    temporal = 2 * (12 * d * d + 13 * d) + 2 * d + (1 + 8) * d + d  # 2 blocks, final norm, position table, CLS
+    assert frozen["trainable_params"] == temporal + 2 * (d * d + d)
+    assert 0 < frozen["activation_mib_per_frame"] * 20 < full["activation_mib_per_frame"]
+    assert "frozen spatial + mlp adapter: 0.24 M trainable params" in capsys.readouterr().out
+    assert main(["info", "model", "mvitv2_tiny", "--freeze", "spatial", "--adapter", "none"]) == 2
+    assert "--freeze: mvitv2_tiny names no module groups to freeze" in capsys.readouterr().err
