@@ -272,7 +272,8 @@ def _apply_override(raw: dict, cls: type, path: list[str], value: Any, text: str
             if not part.isdigit() or int(part) >= len(node):
                 raise ConfigError(f"command line: {key}: no list entry {part!r} (the list has {len(node)})")
             index = int(part)
-            tp = typing.get_args(tp)[0]
+            # a stage is a partial experiment: `stages.1.model.freeze=[spatial]` is checked as `model.freeze`
+            tp = ExperimentConfig if path[0] == "stages" and depth == 1 else typing.get_args(tp)[0]
             if last:
                 node[index] = value
             else:

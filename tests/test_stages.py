@@ -108,3 +108,15 @@ def test_stages_inherit_the_rest_and_run_in_their_own_folders(config_file):
     assert (first.data.num_frames, second.data.num_frames, second.data.stride) == (8, 16, 1)
     assert first.model.freeze == [] and second.model.freeze == ["spatial"] and second.model.adapter == "mlp"
     assert second.data.datasets == first.data.datasets and not first.stages and not second.stages
+
+
+def test_command_line_overrides_reach_into_a_stage(config_file):
+    cfg = load_config(config_file, ["stages.1.model.init_skip=[backbone.adapter,heads]", "stages.1.train.epochs=3",
+                                    "stages.0.data.num_frames=4"])
+    (_, first), (_, second) = expand_stages(cfg)
+    assert second.model.init_skip == ["backbone.adapter", "heads"] and second.train.epochs == 3
+    assert first.data.num_frames == 4 and first.train.epochs == 2 and second.model.freeze == ["spatial"]
+    with pytest.raises(ConfigError, match="command line: stages.1.model.freez: unknown key"):
+        load_config(config_file, ["stages.1.model.freez=[spatial]"])
+    with pytest.raises(ConfigError, match="command line: stages.5: no list entry '5'"):
+        load_config(config_file, ["stages.5.train.epochs=1"])

@@ -53,19 +53,22 @@ def test_two_ranks_equal_one_process_with_the_whole_batch(tmp_path, method, loss
     assert len(losses(one)) == 4
 
 
-def test_the_real_model_on_two_ranks_equals_one_process(tmp_path):
+@pytest.mark.parametrize("variant", [[], ["--sfa"]], ids=["multitrain", "sfa_stage2"])
+def test_the_real_model_on_two_ranks_equals_one_process(tmp_path, variant):
     """mvitv2_tiny (its conv stem's BatchNorms), the expander (its BatchNorm) and the informative loss all see the
     global batch: 2 gloo ranks with 2 clips each give one process's loss (mean over ranks), BatchNorm statistics
-    and gradients on all 4. With per-rank BatchNorm the first ranks' losses differed by 2e-4."""
+    and gradients on all 4. With per-rank BatchNorm the first ranks' losses differed by 2e-4.
+    SFA's stage 2: DDP without the unused-parameter search takes the frozen spatial transformer (excluded: it has
+    no gradient) and its eval-mode BatchNorms stay as loaded on every rank."""
     worker = Path(__file__).with_name("real_model_worker.py")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     two, one = tmp_path / "two", tmp_path / "one"
     two.mkdir(), one.mkdir()
     ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                          f"--master_port={free_port()}", str(worker), str(two)],
+                          f"--master_port={free_port()}", str(worker), str(two), *variant],
                          capture_output=True, text=True, timeout=240, env=env)
     assert ddp.returncode == 0, ddp.stderr[-3000:]
-    single = subprocess.run([sys.executable, str(worker), str(one)], capture_output=True, text=True, timeout=240,
+    single = subprocess.run([sys.executable, str(worker), str(one), *variant], capture_output=True, text=True, timeout=240,
                             env=env)
     assert single.returncode == 0, single.stderr[-3000:]
     ranks = [torch.load(two / f"rank{r}.pt") for r in range(2)]
@@ -78,3 +81,9 @@ def test_the_real_model_on_two_ranks_equals_one_process(tmp_path):
         # noise of 1e-9 here, and a sum over 2 ranks rounds differently from one over 4 clips
         assert (ranks[0]["grads"][name] - expected).norm() <= 1e-4 * expected.norm() + 1e-6, name
         torch.testing.assert_close(ranks[1]["grads"][name], ranks[0]["grads"][name], msg=name)
+
+    if variant:
+        assert reference["grads"] and not any(name.startswith("backbone.spatial.") for name in reference["grads"])
+        assert {name.split(".")[1] for name in reference["grads"] if name.startswith("backbone.")} == {
+            "adapter", "temporal"}
+        torch.testing.assert_close(ranks[0]["running_var"], torch.ones_like(reference["running_var"]))
