@@ -289,6 +289,8 @@ def _apply_override(raw: dict, cls: type, path: list[str], value: Any, text: str
         if not dataclasses.is_dataclass(tp):
             raise ConfigError(f"command line: {key}: {'.'.join(path[:depth])} has no sub-keys")
         hints = typing.get_type_hints(tp)
+        if path[0] == "stages" and depth == 2:  # a stage's own key beside the sections it changes
+            hints = {"name": str, **hints}
         if part not in hints:
             raise ConfigError(f"command line: {key}: unknown key (known: {', '.join(hints)})")
         tp = hints[part]

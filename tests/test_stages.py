@@ -112,8 +112,9 @@ def test_stages_inherit_the_rest_and_run_in_their_own_folders(config_file):
 
 def test_command_line_overrides_reach_into_a_stage(config_file):
     cfg = load_config(config_file, ["stages.1.model.init_skip=[backbone.adapter,heads]", "stages.1.train.epochs=3",
-                                    "stages.0.data.num_frames=4"])
-    (_, first), (_, second) = expand_stages(cfg)
+                                    "stages.0.data.num_frames=4", "stages.1.name=frozen_alone"])
+    (_, first), (name, second) = expand_stages(cfg)
+    assert name == "frozen_alone" and second.train.output_dir.endswith("/frozen_alone")
     assert second.model.init_skip == ["backbone.adapter", "heads"] and second.train.epochs == 3
     assert first.data.num_frames == 4 and first.train.epochs == 2 and second.model.freeze == ["spatial"]
     with pytest.raises(ConfigError, match="command line: stages.1.model.freez: unknown key"):
