@@ -121,3 +121,11 @@ def test_command_line_overrides_reach_into_a_stage(config_file):
         load_config(config_file, ["stages.1.model.freez=[spatial]"])
     with pytest.raises(ConfigError, match="command line: stages.5: no list entry '5'"):
         load_config(config_file, ["stages.5.train.epochs=1"])
+
+
+def test_train_refuses_a_missing_init_from_in_one_line(config_file, tmp_path, capsys):
+    from dalitrain.train import main
+    missing = tmp_path / "nowhere" / "best.pt"
+    assert main([str(config_file), "stages=[]", f"model.init_from={missing}", f"train.output_dir={tmp_path}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"dalitrain train: error: {missing}: checkpoint not found"

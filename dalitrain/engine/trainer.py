@@ -263,7 +263,7 @@ class Trainer:
             best = self._is_best()
             if stopped_by_budget:
                 self._save(epoch, stop_step, best=best)
-                self._say(f"stopped: time budget of {cfg.train.time_budget_minutes} minutes reached")
+                self._say(f"stopped: time budget of {cfg.train.time_budget_minutes:.1f} minutes reached")
                 break
             if last_epoch or (epoch + 1) % cfg.train.checkpoint_every_epochs == 0:
                 self._save(epoch + 1, 0, best=best)

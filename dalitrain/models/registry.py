@@ -21,6 +21,12 @@ architecture's name; each architecture keeps its own config dataclass, its own i
   C x T x H x W).
 - `weight_importers: dict[str, importer]` (class attribute): the weight-file layouts it starts from
   (`models/pretrained.py` detects a file's layout and calls `importer(backbone, state) -> LoadReport`).
+- `resize_weight(name, tensor) -> tensor | None`: a checkpoint's weight whose shape follows the clip (position
+  tables) resized to this backbone's clip, None for any other; what `model.init_from` and dalitrain checkpoints
+  under `model.pretrained` use to start at another clip length.
+- Optional, for backbones with parts to freeze: `freeze(groups)` (the group names it lists; frozen parameters stop
+  requiring gradients, so the optimizer and DDP leave them out) and the factory keyword `adapter` ("none" or
+  "mlp": SFA's adapter between ViViT's spatial and temporal transformers; other backbones refuse anything but none).
 """
 from __future__ import annotations
 
