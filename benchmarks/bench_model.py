@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
 
-from dalitrain.engine.metrics import memory_usage
+from dalitrain.benchmarks.children import (add_child_options, pick_device, run_child, serve_child,
+                                            time_training_steps)
 from dalitrain.models.info import describe_model
 from dalitrain.models.registry import create_backbone
 
@@ -42,15 +40,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help="mvitv2_tiny only (unless --models), 1 warm-up and 2 timed steps per configuration")
     parser.add_argument("--models", nargs="+", default=None, help="only these models (default: all)")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
-    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)  # one configuration, in a subprocess
+    add_child_options(parser)
     args = parser.parse_args(argv)
-    if args.child is not None:
-        print(json.dumps(train_steps(json.loads(args.child))))
+    if serve_child(args, train_steps):
         return 0
 
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    device = pick_device(args.device)
     warmup, steps = (1, 2) if args.quick else (1, 4)
     models = args.models or (["mvitv2_tiny"] if args.quick else [w["model"] for w in workloads(device)])
     rows = []
@@ -61,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         for attention, checkpointing in VARIANTS:
             spec = dict(workload, attention=attention, checkpointing=checkpointing, device=device,
                         warmup=warmup, steps=steps)
-            result = run_child(spec)
+            result = run_child("dalitrain.benchmarks.bench_model", spec, f"bench model: {spec['model']} "
+                               f"{spec['attention']} checkpointing={spec['checkpointing']}")
             result["gmacs_per_clip"] = gmacs
             if device == "cuda":  # forward + backward ~ 3x the forward's multiply-adds, 2 FLOPs each
                 result["tflops"] = 3 * 2 * gmacs * 1e9 * result["clips_per_s"] / 1e12
@@ -76,16 +73,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run_child(spec: dict) -> dict:
-    command = [sys.executable, "-m", "dalitrain.benchmarks.bench_model", "--child", json.dumps(spec)]
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RuntimeError(f"bench model: {spec['model']} {spec['attention']} checkpointing="
-                           f"{spec['checkpointing']} failed: {last}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def train_steps(spec: dict) -> dict:
     """Runs in the child: build, warm up, time `steps` training steps; report clips/s (from the fastest step)
     and peak memory."""
@@ -93,44 +80,12 @@ def train_steps(spec: dict) -> dict:
     device = torch.device(spec["device"])
     backbone = create_backbone(spec["model"], num_frames=spec["frames"], crop_size=spec["size"],
                                attention_impl=spec["attention"], activation_checkpointing=spec["checkpointing"])
-    model = torch.nn.Sequential(backbone, torch.nn.Linear(backbone.embed_dim, 400)).to(device).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    video = torch.randn(spec["batch"], 3, spec["frames"], spec["size"], spec["size"], device=device)
-    labels = torch.randint(0, 400, (spec["batch"],), device=device)
-
-    def step() -> None:
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            loss = torch.nn.functional.cross_entropy(model(video), labels)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    rss_before_mb = memory_usage(torch.device("cpu"))["rss_mb"]
-    for _ in range(spec["warmup"]):
-        step()
-    synchronize(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    step_seconds = []
-    for _ in range(spec["steps"]):
-        start = time.perf_counter()
-        step()
-        synchronize(device)
-        step_seconds.append(time.perf_counter() - start)
-    # The fastest step, as timeit: a neighbour's load on a shared machine only ever adds time.
-    fastest = min(step_seconds)
-    result = {"clips_per_s": spec["batch"] / fastest, "step_s": fastest, "step_s_all": step_seconds}
-    if device.type == "cuda":
-        result["peak_mem_mb"] = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-        result.update(peak_mem_mb=peak, peak_rss_step_mb=peak - rss_before_mb)
+    result = time_training_steps(backbone, device=device, batch=spec["batch"], warmup=spec["warmup"],
+                                 steps=spec["steps"], optimizer=lambda params: torch.optim.AdamW(params, lr=1e-4))
+    result["clips_per_s"] = spec["batch"] / result["step_s"]
+    if device.type == "cpu":
+        result["peak_rss_step_mb"] = result.pop("step_mem_mb")
     return result
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":  # GPU-only: kernels run asynchronously
-        torch.cuda.synchronize()
 
 
 def add_ratios(rows: list[dict]) -> None:

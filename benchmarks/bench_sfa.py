@@ -26,16 +26,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Optional
 
 import torch
 
-from dalitrain.engine.metrics import memory_usage
+from dalitrain.benchmarks.children import (add_child_options, pick_device, run_child, serve_child,
+                                            time_training_steps)
 from dalitrain.models.registry import create_backbone
 
 LADDER = [4, 8, 16, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024]
@@ -57,22 +55,21 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--budget-mb", type=float, default=None,
                         help="memory budget of the frame search (default: what full training needs at 16 frames)")
     parser.add_argument("--max-frames", type=int, default=1024, help="stop the frame search here")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--png", type=Path, default=None, help="plot step memory against frames here")
-    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)  # one configuration, in a subprocess
+    add_child_options(parser)
     args = parser.parse_args(argv)
-    if args.child is not None:
-        print(json.dumps(train_steps(json.loads(args.child))))
+    if serve_child(args, train_steps):
         return 0
 
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    device = pick_device(args.device)
     steps = 1 if args.quick else 3
     max_frames = min(args.max_frames, 256) if args.quick else args.max_frames
 
     def measure(mode: str, frames: int, batch: int, timed: int = steps) -> dict:
-        return run_child({"mode": mode, "frames": frames, "batch": batch, "device": device, "warmup": 1,
-                          "steps": timed, "model": model_options(device)})
+        spec = {"mode": mode, "frames": frames, "batch": batch, "device": device, "warmup": 1, "steps": timed,
+                "model": model_options(device)}
+        return run_child("dalitrain.benchmarks.bench_sfa", spec, f"bench sfa: {mode} at {frames} frames")
 
     timing = {mode: measure(mode, args.frames, 2) for mode in MODES}
     stage1 = measure("full", 8, 2)
@@ -120,15 +117,6 @@ def frame_search(measure, budget: float, max_frames: int) -> list[tuple[int, dic
     return rows
 
 
-def run_child(spec: dict) -> dict:
-    command = [sys.executable, "-m", "dalitrain.benchmarks.bench_sfa", "--child", json.dumps(spec)]
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RuntimeError(f"bench sfa: {spec['mode']} at {spec['frames']} frames failed: {last}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def train_steps(spec: dict) -> dict:
     """Runs in the child: build the mode's model, warm up, time the steps; the fastest step and the peak memory."""
     torch.manual_seed(0)
@@ -139,41 +127,12 @@ def train_steps(spec: dict) -> dict:
         options["adapter"] = adapter
     backbone = create_backbone(options.pop("name"), num_frames=spec["frames"], **options)
     backbone.freeze(freeze)
-    model = torch.nn.Sequential(backbone, torch.nn.Linear(backbone.embed_dim, 400)).to(device).train()
-    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1, momentum=0.9)
-    size = backbone.config.crop_size
-    video = torch.randn(spec["batch"], 3, spec["frames"], size, size, device=device)
-    labels = torch.randint(0, 400, (spec["batch"],), device=device)
-
-    def step() -> None:
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            loss = torch.nn.functional.cross_entropy(model(video), labels)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated() / 2**20
-    else:
-        before = memory_usage(device)["rss_mb"]
-    for _ in range(spec["warmup"]):
-        step()
-    seconds = []
-    for _ in range(spec["steps"]):
-        start = time.perf_counter()
-        step()
-        if device.type == "cuda":  # GPU-only: kernels run asynchronously
-            torch.cuda.synchronize()
-        seconds.append(time.perf_counter() - start)
-    if device.type == "cuda":
-        peak = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    # The fastest step, as timeit: a neighbour's load on a shared machine only ever adds time.
-    return {"step_s": min(seconds), "step_s_all": seconds, "peak_mem_mb": peak, "step_mem_mb": peak - before,
-            "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+    result = time_training_steps(backbone, device=device, batch=spec["batch"], warmup=spec["warmup"],
+                                 steps=spec["steps"], optimizer=lambda params: torch.optim.SGD(params, lr=0.1,
+                                                                                               momentum=0.9))
+    result["trainable_params"] = sum(p.numel() for p in backbone.parameters() if p.requires_grad) + \
+        (backbone.embed_dim + 1) * 400  # and the head's
+    return result
 
 
 def verdict(name: str, value: float) -> str:
