@@ -8,12 +8,13 @@ and head trained) against full fine-tuning of the ViViT factorised encoder:
      epochs: 0.56-0.63x (Tables 5-6).
 This measures the three in one run. Each configuration trains in its own child process (forward, backward and
 an SGD step of a linear head on random clips, as `bench model`), so that peak memory is the child's own: on the
-CPU the growth of its RSS from before the first step to its peak (`ru_maxrss`), on CUDA
-`torch.cuda.max_memory_allocated` (bf16 autocast).
+CPU the growth of its RSS from before the input batch is made (model and optimizer built) to its peak
+(`ru_maxrss`), on CUDA `torch.cuda.max_memory_allocated` (bf16 autocast); the input counts, as it grows with the
+clip.
 
 Model: on the CPU a ViViT factorised encoder sized for 2 cores (192 wide, 6 spatial and 2 temporal blocks, 3
 heads, tubelet 2x16x16 on 112x112 crops: 49 patches a frame), on CUDA ViViT-B at 224x224. Ratios:
-  step_time_ratio        stage 2 (frozen + adapter) / full, at `--frames` (CPU 32, CUDA 32) and batch 2;
+  step_time_ratio        stage 2 (frozen + adapter) / full, at `--frames` (128, the paper's App D) and batch 2;
   frames_full/frames_sfa the largest count on the ladder 4, 8, 16, 32, 48, 64, 96, 128, 192, 256, ... that fits
                          `--budget-mb` at batch 1 (both searched up to `--max-frames`; at the cap, a lower bound);
   curriculum_time_ratio  (full step at 8 frames + stage-2 step at `--frames`) / full step at `--frames`: the
@@ -51,7 +52,8 @@ def model_options(device: str) -> dict:
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="dalitrain bench sfa", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 timed step per configuration, frames up to 256")
-    parser.add_argument("--frames", type=int, default=32, help="stage 2's clip length for the time ratios")
+    parser.add_argument("--frames", type=int, default=128,
+                        help="stage 2's clip length for the time ratios (default 128, the paper's App D)")
     parser.add_argument("--budget-mb", type=float, default=None,
                         help="memory budget of the frame search (default: what full training needs at 16 frames)")
     parser.add_argument("--max-frames", type=int, default=1024, help="stop the frame search here")

@@ -48,11 +48,17 @@ def time_training_steps(backbone: torch.nn.Module, *, device: torch.device, batc
     """Train `backbone` + a 400-way linear head on one random batch (bf16 autocast on CUDA): `warmup` untimed
     steps, then `steps` timed ones. Returns the fastest step (as timeit: a neighbour's load on a shared machine only
     ever adds time), all of them, the peak memory (CPU: the process's peak RSS, `ru_maxrss`; CUDA:
-    `max_memory_allocated`) and `step_mem_mb`, the peak's growth from before the first step."""
+    `max_memory_allocated`) and `step_mem_mb`, the peak's growth from before the input batch was made (model and
+    optimizer built)."""
     model = torch.nn.Sequential(backbone, torch.nn.Linear(backbone.embed_dim, 400)).to(device).train()
     opt = optimizer([p for p in model.parameters() if p.requires_grad])
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated() / 2**20
+    else:
+        before = memory_usage(device)["rss_mb"]
     frames, size = backbone.config.num_frames, backbone.config.crop_size
-    video = torch.randn(batch, 3, frames, size, size, device=device)
+    video = torch.randn(batch, 3, frames, size, size, device=device)  # the input counts: it grows with the clip
     labels = torch.randint(0, 400, (batch,), device=device)
 
     def step() -> None:
@@ -64,11 +70,6 @@ def time_training_steps(backbone: torch.nn.Module, *, device: torch.device, batc
         if device.type == "cuda":  # GPU-only: kernels run asynchronously
             torch.cuda.synchronize()
 
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated() / 2**20
-    else:
-        before = memory_usage(device)["rss_mb"]
     for _ in range(warmup):
         step()
     seconds = []
