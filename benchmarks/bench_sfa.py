@@ -179,10 +179,11 @@ def plot_memory(curves: dict, budget: float, device: str, path: Path) -> None:
         axes.plot(frames, [r["step_mem_mb"] for _, r in curves[mode]], marker="o", label=label)
     axes.axhline(budget, color="grey", linestyle="--", label=f"budget {budget:.0f} MB")
     axes.set_xscale("log", base=2)
+    axes.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())  # 4, 8, 16 rather than 2^2, 2^3, 2^4
     axes.set_xlabel("frames per clip (batch 1)")
     axes.set_ylabel("training-step memory (MB)" + (" of RSS growth" if device == "cpu" else ""))
     axes.set_title(f"Memory against clip length, {device}")
-    axes.legend()
+    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize="small")  # below: no curve hidden
     axes.grid(True, alpha=0.3)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120, bbox_inches="tight")
