@@ -16,6 +16,7 @@ from pathlib import Path
 
 from dalitrain.config import load_config
 from dalitrain.data.synth import generate_corpus
+from dalitrain.errors import UsageError
 from dalitrain.train import train
 
 INTERVALS = 8
@@ -58,7 +59,7 @@ def soak_report(records: list[dict]) -> dict:
     """RSS at INTERVALS evenly spaced records, and the least-squares slope (MB/hour) of RSS over elapsed time
     after the first third of the run."""
     if len(records) < 6:
-        raise ValueError(f"{len(records)} progress records: too few to measure a trend (train longer)")
+        raise UsageError(f"{len(records)} progress records: too few to measure a trend (train longer)")
     times = [r["elapsed_s"] for r in records]
     steady = [r for r in records if r["elapsed_s"] >= times[-1] / 3]
     t = [r["elapsed_s"] / 3600 for r in steady]

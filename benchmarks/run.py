@@ -6,6 +6,7 @@ import importlib
 import pkgutil
 
 import dalitrain.benchmarks as package
+from dalitrain.errors import UsageError
 
 
 def available() -> list[str]:
@@ -20,6 +21,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.name not in available():
-        raise ValueError(f"unknown benchmark {args.name!r} (available: {', '.join(available())})")
+        raise UsageError(f"unknown benchmark {args.name!r} (available: {', '.join(available())})")
     module = importlib.import_module(f"dalitrain.benchmarks.bench_{args.name}")
     return int(module.main(args.args) or 0)

@@ -8,6 +8,8 @@ import argparse
 import importlib
 import sys
 
+from dalitrain.errors import DalitrainError
+
 SUBCOMMANDS = {
     "synth": ("dalitrain.data.synth_cli", "generate the built-in synthetic multi-dataset corpus"),
     "scan": ("dalitrain.data.scan", "probe every video of manifests; write a JSON index with a quarantine"),
@@ -17,6 +19,7 @@ SUBCOMMANDS = {
     "bench": ("dalitrain.benchmarks.run", "run a benchmark script (pipeline, model, kernels)"),
     "train": ("dalitrain.train", "train from a YAML config (torchrun for several processes)"),
     "relations": ("dalitrain.engine.relations", "cross-dataset class relations learned by the projections"),
+    "plot": ("dalitrain.figures", "a run's training curves (loss terms, lr, clips/s, top-1) as a PNG"),
     "demo": ("dalitrain.demo", "synthetic corpus -> a recipe (MultiTrain, co-finetuning) on the CPU -> "
                                 "evaluation and report"),
 }
@@ -36,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.run(args) or 0)
-    except (FileNotFoundError, ValueError) as err:  # ConfigError, ManifestError, ... are ValueErrors
+    except DalitrainError as err:  # expected: one line; anything else keeps its traceback (dalitrain.errors)
         print(f"dalitrain {args.command}: error: {err}", file=sys.stderr)
         return 2
 

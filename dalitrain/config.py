@@ -17,6 +17,7 @@ from typing import Any, Literal, Optional
 
 import yaml
 
+from dalitrain.errors import DalitrainError
 from dalitrain.fileio import write_atomic
 
 
@@ -35,7 +36,7 @@ def _yaml_load(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)
 
 
-class ConfigError(ValueError):
+class ConfigError(DalitrainError, ValueError):
     """A config problem, always one line: `<source>: <dotted.key>: <reason>`."""
 
 

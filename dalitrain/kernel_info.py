@@ -20,6 +20,9 @@ from typing import Optional
 
 import torch
 
+from dalitrain.errors import UsageError
+from dalitrain.kernels._backend import HAVE_TRITON
+
 # Opt-in maximum shared memory per block (CUDA C programming guide, compute capabilities table).
 SHARED_LIMIT_BYTES = {70: 98304, 75: 65536, 80: 166912, 86: 101376, 89: 101376, 90: 232448}
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -107,6 +110,9 @@ def _dedupe_padded(head_dims: list[int]) -> list[int]:
 
 
 def report(archs: list[int], dtypes: list[str], head_dims: Optional[list[int]], json_path: Optional[Path]) -> int:
+    if not HAVE_TRITON:
+        raise UsageError("dalitrain info kernels compiles the Triton kernels, and Triton is not installed "
+                         "(pip install triton, Linux)")
     head_dims = _dedupe_padded(head_dims or model_head_dims())
     rows = [row for arch in archs for row in kernel_rows(arch, dtypes, head_dims)]
     print(f"{'sm':>3} {'kernel':<40} {'dtype':<5} {'dh':>4} {'path':<6} {'shared/limit KB':>16} {'regs':>5} "

@@ -27,6 +27,7 @@ from dalitrain.engine.distributed import DistContext, init_distributed, shutdown
 from dalitrain.engine.state import seed_everything
 from dalitrain.engine.preemption import PREEMPTED_EXIT_CODE, Preempted
 from dalitrain.engine.trainer import Trainer, TrainingStopped, TrainResult
+from dalitrain.errors import DalitrainError, InputError
 from dalitrain.methods import model_parts
 from dalitrain.fileio import write_atomic
 from dalitrain.models import build_model, init_from_checkpoint
@@ -112,12 +113,16 @@ def train_stages(cfg: ExperimentConfig, ctx: Optional[DistContext] = None) -> Tr
 
 
 def _read_record(path: Path) -> TrainResult:
-    record = json.loads(path.read_text())
-    evaluation = record["evaluation"]
-    return TrainResult(checkpoint=Path(record["checkpoint"]),
-                       evaluation=[DatasetAccuracy(**r) for r in evaluation] if evaluation else None,
-                       clips_per_s=record["clips_per_s"], global_step=record["global_step"],
-                       stopped_by_budget=record["stopped_by_budget"])
+    try:
+        record = json.loads(path.read_text())
+        evaluation = record["evaluation"]
+        return TrainResult(checkpoint=Path(record["checkpoint"]),
+                           evaluation=[DatasetAccuracy(**r) for r in evaluation] if evaluation else None,
+                           clips_per_s=record["clips_per_s"], global_step=record["global_step"],
+                           stopped_by_budget=record["stopped_by_budget"])
+    except (ValueError, KeyError, TypeError) as err:  # not JSON, or not a record's fields
+        raise InputError(f"{path}: not a finished stage's record ({type(err).__name__}: {err}); delete it to run "
+                             "the stage again") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -141,7 +146,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         return run(args)
-    except (FileNotFoundError, ValueError) as err:  # ConfigError, ManifestError, CheckpointError: one line
+    except DalitrainError as err:  # ConfigError, ManifestError, CheckpointError, ...: one line (dalitrain.errors)
         print(f"dalitrain train: error: {err}", file=sys.stderr)
         return 2
 

@@ -39,10 +39,9 @@ from __future__ import annotations
 
 import torch
 import torch.distributed as dist
-import triton
-import triton.language as tl
 
 from . import _backend
+from ._backend import tl, triton
 
 # Features handled by one program of the Gram kernel before its partial sum is written (split-K granularity).
 _GRAM_SPLIT_FEATURES = 512

@@ -29,10 +29,9 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
-import triton
-import triton.language as tl
 
 from . import _backend
+from ._backend import tl, triton
 
 BLOCK_M, BLOCK_N = 64, 32
 # Enough programs for the dK/dV kernel to fill a GPU before the query loop is split further.

@@ -50,6 +50,7 @@ from dalitrain.data.batch import Batch
 from dalitrain.data.records import load_records
 from dalitrain.data.sampling import (ClipRecipe, DatasetRecords, Sample, eval_plan, replacement_video,
                                      sample_frames, train_plan)
+from dalitrain.errors import DalitrainError, UsageError
 from dalitrain.pipelines.decode import (DECODERS, WINDOWED, DecodeError, Window, decode_pyav,
                                         torchcodec_available)
 from dalitrain.pipelines.graph import clip_pipeline
@@ -67,7 +68,7 @@ CPU_DECODERS = ("torchcodec", "pyav", "dali")
 PREFETCH = 2  # batches being decoded ahead of the one DALI augments
 
 
-class SkippedFilesError(RuntimeError):
+class SkippedFilesError(DalitrainError, RuntimeError):
     """Too many files of one dataset failed in one epoch."""
 
 
@@ -94,11 +95,11 @@ def resolve_decoder(name: str, device: str) -> str:
                                                      if d != "torchcodec" or torchcodec_available())
     if name == "nvdec":
         if device != "gpu":
-            raise ValueError("data.decoder: nvdec decodes on the GPU, but the loader runs on the CPU "
+            raise UsageError("data.decoder: nvdec decodes on the GPU, but the loader runs on the CPU "
                              "(data.device: cpu, or no CUDA here)")
         return name
     if name not in CPU_DECODERS:
-        raise ValueError(f"data.decoder: unknown decoder {name!r} (known: default, nvdec, {', '.join(CPU_DECODERS)})")
+        raise UsageError(f"data.decoder: unknown decoder {name!r} (known: default, nvdec, {', '.join(CPU_DECODERS)})")
     if name == "torchcodec" and not torchcodec_available():
         raise RuntimeError("data.decoder: torchcodec cannot load (it needs the system FFmpeg libraries)")
     return "nvdec" if name == "dali" and device == "gpu" else name

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional
 
+from dalitrain.errors import DalitrainError
 from dalitrain.fileio import write_atomic
 
 
-class ManifestError(ValueError):
+class ManifestError(DalitrainError, ValueError):
     """A malformed manifest or class-name file: `<file>:<line>: <reason>`."""
 
 

@@ -32,6 +32,7 @@ import av
 from dalitrain.data.manifest import read_manifest, write_manifest
 from dalitrain.data.parallel import default_workers, map_in_processes
 from dalitrain.data.scan import positive_int
+from dalitrain.errors import InputError, UsageError
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,7 @@ def prepare(manifest: str | Path, out_dir: str | Path, codec_name: str, short_si
     manifest, out_dir = Path(manifest), Path(out_dir)
     root = Path(root) if root is not None else manifest.parent
     if os.path.abspath(out_dir) == os.path.abspath(root):
-        raise ValueError(f"{out_dir}: --out must differ from the dataset root (the sources would be replaced)")
+        raise UsageError(f"{out_dir}: --out must differ from the dataset root (the sources would be replaced)")
     codec = OUTPUT_CODECS[codec_name]
     entries = read_manifest(manifest)
     sources = [os.path.abspath(root / entry.path) for entry in entries]
@@ -153,7 +154,7 @@ def prepare(manifest: str | Path, out_dir: str | Path, codec_name: str, short_si
         if outcome[source] in (None, "skipped"):
             kept.append(replace(entry, path=output_path(entry.path, codec.suffix).as_posix(), row=len(kept)))
     if not kept:
-        raise ValueError(f"{manifest}: no video could be transcoded; no manifest written")
+        raise InputError(f"{manifest}: no video could be transcoded; no manifest written")
     new_manifest = out_dir / manifest.name
     write_manifest(new_manifest, kept)
     return new_manifest, outcome

@@ -17,6 +17,8 @@ from dalitrain.data.manifest import ManifestEntry, read_manifest
 from dalitrain.data.probe import probe_video
 from dalitrain.data.sampling import DatasetRecords, VideoRecord
 from dalitrain.data.scan import DECODER_FAMILY, ScanIndexError, ScanRecord, index_decoder, load_index, record_key
+from dalitrain.engine.distributed import is_main_process
+from dalitrain.errors import InputError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +58,7 @@ def dataset_records(data: DataConfig, ds: DatasetConfig, split: Literal["train",
     """The playable videos of one dataset split, and the quarantined ones as {path: reason}."""
     manifest = ds.manifest if split == "train" else ds.val_manifest
     if manifest is None:
-        raise ValueError(f"dataset {ds.name}: no val_manifest for evaluation")
+        raise UsageError(f"dataset {ds.name}: no val_manifest for evaluation")
     root = resolve_path(data.base_dir, ds.root)
     manifest_path = resolve_path(data.base_dir, manifest)
     videos, quarantined = [], {}
@@ -72,10 +74,11 @@ def dataset_records(data: DataConfig, ds: DatasetConfig, split: Literal["train",
             quarantined[str(path)] = "no frames"
             continue
         videos.append(VideoRecord(path, entry.label, entry.row, frames, _segment(entry, fps)))
-    for path, reason in quarantined.items():
-        log.warning("dataset %s: quarantined %s (%s)", ds.name, path, reason)
+    if is_main_process():  # every rank reads the whole manifest: one of them reports
+        for path, reason in quarantined.items():
+            log.warning("dataset %s: quarantined %s (%s)", ds.name, path, reason)
     if not videos:
-        raise ValueError(f"dataset {ds.name}: no playable video in {manifest} ({len(quarantined)} quarantined)")
+        raise InputError(f"dataset {ds.name}: no playable video in {manifest} ({len(quarantined)} quarantined)")
     return DatasetRecords(ds.name, videos, ds.sampling, ds.flip, ds.weight), quarantined
 
 

@@ -21,6 +21,8 @@ from typing import Literal, Optional, Sequence
 
 import numpy as np
 
+from dalitrain.errors import UsageError
+
 
 @dataclass(frozen=True)
 class VideoRecord:
@@ -124,7 +126,7 @@ def dataset_weights(datasets: Sequence[DatasetRecords]) -> np.ndarray:
     """Sampling probability per dataset: explicit weights where given, otherwise the dataset's size."""
     raw = np.array([d.weight if d.weight is not None else len(d.videos) for d in datasets], dtype=np.float64)
     if raw.sum() <= 0:
-        raise ValueError("every dataset has zero weight or no playable videos")
+        raise UsageError("every dataset has zero weight or no playable videos")
     return raw / raw.sum()
 
 

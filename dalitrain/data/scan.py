@@ -56,6 +56,7 @@ from dalitrain.config import ConfigError, DataConfig, load_config, resolve_path
 from dalitrain.data.manifest import ManifestEntry, read_manifest
 from dalitrain.data.parallel import default_workers, map_in_processes
 from dalitrain.data.probe import probe_video
+from dalitrain.errors import DalitrainError, UsageError
 
 MISSING = "missing"
 EMPTY = "empty"
@@ -103,7 +104,7 @@ INDEX_FORMAT = "dalitrain-scan-index"
 INDEX_VERSION = 1
 
 
-class ScanIndexError(ValueError):
+class ScanIndexError(DalitrainError, ValueError):
     """A missing or damaged index file, one line naming it."""
 
 
@@ -465,7 +466,7 @@ def _targets(args: argparse.Namespace) -> tuple[list[ScanTarget], str]:
         targets, data = _targets_from_config(args.config, args.min_frames)
         return targets, scan_decoder(args.decoder, data)
     if not args.manifests:
-        raise ValueError("nothing to scan: give MANIFEST arguments or --config")
+        raise UsageError("nothing to scan: give MANIFEST arguments or --config")
     targets = [ScanTarget(m, Path(m), Path(args.root) if args.root else Path(m).parent, args.num_classes,
                           args.min_frames or 1) for m in args.manifests]
     return targets, scan_decoder(args.decoder, None)

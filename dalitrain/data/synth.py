@@ -55,6 +55,7 @@ from dalitrain.data.synth_factors import (MOTION_VERBS, MOTIONS, SHAPES, TEMPORA
                                           Factors, FactorPrior, LabelSpace, colour_and_motion, motion_only,
                                           relation, shape_and_motion, temporal_direction)
 from dalitrain.data.synth_render import CODECS, Clip, Domain, encode, render_frames
+from dalitrain.errors import InputError, UsageError
 from dalitrain.fileio import write_atomic
 
 SPLITS = ("train", "val")
@@ -228,10 +229,10 @@ def _check_same_corpus(corpus_json: Path, settings: dict) -> None:
     try:
         previous = json.loads(corpus_json.read_text())
     except json.JSONDecodeError:
-        raise ValueError(f"{corpus_json}: not valid JSON; delete it or choose another output folder") from None
+        raise InputError(f"{corpus_json}: not valid JSON; delete it or choose another output folder") from None
     old = {key: previous.get(key) for key in settings}
     if old != settings:
-        raise ValueError(f"{corpus_json}: folder holds a corpus made with {old}, not {settings}; "
+        raise InputError(f"{corpus_json}: folder holds a corpus made with {old}, not {settings}; "
                          "choose another output folder")
 
 
@@ -268,16 +269,16 @@ def generate_corpus(out_dir: str | Path, preset: str = "demo", seed: int = 0, co
     `progress(done, total)` is called after each video made in this run.
     """
     if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
+        raise UsageError(f"unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
     if codec not in CODECS:
-        raise ValueError(f"unknown codec {codec!r} (choose from {', '.join(CODECS)})")
+        raise UsageError(f"unknown codec {codec!r} (choose from {', '.join(CODECS)})")
     if seed < 0 or (workers is not None and workers < 1):
-        raise ValueError(f"seed must be >= 0 and workers >= 1, got seed={seed}, workers={workers}")
+        raise UsageError(f"seed must be >= 0 and workers >= 1, got seed={seed}, workers={workers}")
     out_dir = Path(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise ValueError(f"{out_dir}: cannot create the output folder ({err.strerror})") from None
+        raise InputError(f"{out_dir}: cannot create the output folder ({err.strerror})") from None
     settings = {"preset": preset, "seed": seed, "codec": codec}
     _check_same_corpus(out_dir / "corpus.json", settings)
     plans = {spec.name: plan_dataset(spec, PRESETS[preset].geometry[spec.name], seed, CODECS[codec][2])

@@ -18,13 +18,15 @@ from typing import Any, Optional
 
 import torch
 
+from dalitrain.engine.distributed import is_main_process
+from dalitrain.errors import DalitrainError
 from dalitrain.models.pretrained import CheckpointError
 
 REQUIRED_KEYS = ("model", "optimizer", "scheduler", "epoch", "step_in_epoch", "global_step")
 _STEP_NAME = re.compile(r"^step-(\d+)\.pt$")
 
 
-class CheckpointWriteError(OSError):
+class CheckpointWriteError(DalitrainError, OSError):
     """A checkpoint could not be written (disk full, read-only or missing directory); nothing was replaced."""
 
 
@@ -96,5 +98,6 @@ class CheckpointDir:
             try:
                 return path, load_checkpoint(path)
             except CheckpointError as err:
-                print(f"dalitrain: warning: {err}; using the previous checkpoint", file=sys.stderr, flush=True)
+                if is_main_process():  # every rank reads the same files
+                    print(f"dalitrain: warning: {err}; using the previous checkpoint", file=sys.stderr, flush=True)
         return None

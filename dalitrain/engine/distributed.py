@@ -12,6 +12,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from dalitrain.errors import UsageError
+
 
 @dataclass(frozen=True)
 class DistContext:
@@ -29,10 +31,18 @@ class DistContext:
         return self.world_size > 1
 
 
+def is_main_process() -> bool:
+    """Rank 0, or the only process: who reports what every rank would report alike (a quarantined video of a
+    shared manifest, a damaged shared checkpoint). Messages about one rank's own data stay on every rank."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return int(os.environ.get("RANK", 0)) == 0
+
+
 def pick_device(preference: str, local_rank: int = 0) -> torch.device:
     """data.device: "auto" takes CUDA when present; "gpu" without CUDA is a configuration error."""
     if preference == "gpu" and not torch.cuda.is_available():
-        raise ValueError("data.device is 'gpu' but CUDA is not available on this machine (use 'cpu' or 'auto')")
+        raise UsageError("data.device is 'gpu' but CUDA is not available on this machine (use 'cpu' or 'auto')")
     if preference in ("auto", "gpu") and torch.cuda.is_available():
         return torch.device("cuda", local_rank)
     return torch.device("cpu")

@@ -14,12 +14,13 @@ from dataclasses import dataclass
 import torch
 
 from dalitrain.config import OptimConfig
+from dalitrain.errors import UsageError
 
 
 def build_optimizer(param_groups: list[dict], cfg: OptimConfig, device: torch.device) -> torch.optim.Optimizer:
     if cfg.name == "sgd":
         if cfg.fused == "apex":
-            raise ValueError("optim.fused: apex provides AdamW here; with optim.name: sgd use optim.fused=auto")
+            raise UsageError("optim.fused: apex provides AdamW here; with optim.name: sgd use optim.fused=auto")
         return torch.optim.SGD(param_groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                                weight_decay=cfg.weight_decay, fused=device.type == "cuda")
     betas = tuple(cfg.betas)
@@ -27,10 +28,10 @@ def build_optimizer(param_groups: list[dict], cfg: OptimConfig, device: torch.de
         try:
             from apex.optimizers import FusedAdam
         except ImportError:
-            raise ValueError("optim.fused is 'apex' but NVIDIA apex is not importable "
+            raise UsageError("optim.fused is 'apex' but NVIDIA apex is not importable "
                              "(build it from github.com/NVIDIA/apex, or use optim.fused=auto)") from None
         if device.type != "cuda":
-            raise ValueError("optim.fused is 'apex' but training runs on the CPU (apex's FusedAdam is CUDA-only)")
+            raise UsageError("optim.fused is 'apex' but training runs on the CPU (apex's FusedAdam is CUDA-only)")
         return FusedAdam(param_groups, lr=cfg.lr, betas=betas, weight_decay=cfg.weight_decay, adam_w_mode=True)
     return torch.optim.AdamW(param_groups, lr=cfg.lr, betas=betas, weight_decay=cfg.weight_decay,
                              fused=device.type == "cuda")

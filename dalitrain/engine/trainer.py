@@ -36,6 +36,7 @@ from dalitrain.engine.evaluate import DatasetAccuracy, evaluate
 from dalitrain.engine.metrics import MetricsLog, Throughput, memory_usage, progress_line
 from dalitrain.engine.optim import build_optimizer, build_scheduler
 from dalitrain.engine.state import rng_state, seed_everything, set_rng_state
+from dalitrain.errors import DalitrainError, UsageError
 from dalitrain.losses.classification import LossTerms, Targets
 from dalitrain.losses.mixing import mix_within_datasets
 from dalitrain.methods import build_criterion
@@ -51,7 +52,7 @@ def _close(loader) -> None:
         close()
 
 
-class TrainingStopped(RuntimeError):
+class TrainingStopped(DalitrainError, RuntimeError):
     """The run cannot go on (e.g. repeated non-finite losses); one line saying why and what to change."""
 
 
@@ -234,7 +235,7 @@ class Trainer:
         loader = self.make_train_loader(epoch, start_step)
         steps_per_epoch = len(loader) if isinstance(loader, Sized) else 0
         if steps_per_epoch == 0:
-            raise ValueError("the training loader has no steps (empty manifests, or batch_size larger than a "
+            raise UsageError("the training loader has no steps (empty manifests, or batch_size larger than a "
                              "dataset split across ranks)")
         accumulation = cfg.optim.accumulation_steps
         self.scheduler = build_scheduler(self.optimizer, cfg.optim, epochs=cfg.train.epochs,
@@ -400,6 +401,8 @@ class Trainer:
         for r in results:
             self._say(f"eval epoch {epoch + 1} {r.name}: top-1 {r.top1:.1f}% top-5 {r.top5:.1f}% "
                       f"(chance {r.chance_top1:.1f}%) on {r.videos}/{r.expected} videos")
+            if not self.ctx.is_main:  # the results are the gathered, global ones: rank 0 reports them
+                continue
             if r.predicted_classes == 1 and r.videos > 1:
                 print(f"dalitrain: warning: {r.name}: every validation video gets the same class: the model "
                       f"predicts a constant (a collapsed representation shows as feature_std near 0 in the log)",

@@ -25,6 +25,7 @@ from typing import Optional
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from dalitrain.errors import UsageError
 from dalitrain.kernel_info import DTYPES, SHARED_LIMIT_BYTES
 from dalitrain.kernel_info import report as kernel_report
 from dalitrain.models.registry import create_backbone, list_models
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     if args.what == "kernels":
         return kernel_report(args.arch, args.dtype, args.head_dim, args.json)
     if args.name is None:
-        raise ValueError(f"dalitrain info model: name a model ({', '.join(list_models())})")
+        raise UsageError(f"dalitrain info model: name a model ({', '.join(list_models())})")
     info = describe_model(args.name, num_frames=args.frames, crop_size=args.size)
     print(f"{info['model']} at {info['frames']}x{info['size']}x{info['size']}: "
           f"{info['params'] / 1e6:.2f} M params, {info['gmacs']:.2f} GMACs per clip")
@@ -103,7 +104,7 @@ def training_memory(name: str, *, num_frames: int, crop_size: int, freeze: Optio
                                 **options)
     if freeze:
         if not hasattr(model, "freeze"):
-            raise ValueError(f"--freeze: {name} names no module groups to freeze")
+            raise UsageError(f"--freeze: {name} names no module groups to freeze")
         model.freeze(freeze)
     kept: dict[int, torch.Tensor] = {}  # by identity: a tensor saved by two operations is kept once
     weights = {id(p) for p in model.parameters()}

@@ -6,6 +6,8 @@ import torch.distributed as dist
 import torch.distributed.nn.functional as dist_nn
 from torch import nn
 
+from dalitrain.errors import UsageError
+
 
 class Mlp(nn.Module):
     def __init__(self, dim: int, hidden: int):
@@ -107,7 +109,7 @@ class ConvStem(nn.Sequential):
     def __init__(self, in_chans: int, channels: tuple[int, int], embed_dim: int, stride: tuple[int, int, int]):
         st, sh, sw = stride
         if st not in (1, 2) or sh != sw or sh % 4:
-            raise ValueError(f"the conv stem needs a stride (1 or 2, s, s) with s a multiple of 4, got {stride}")
+            raise UsageError(f"the conv stem needs a stride (1 or 2, s, s) with s a multiple of 4, got {stride}")
         last = (1, sh // 4, sw // 4)
         # (kernel, stride, padding) of each convolution: H/2, then H/4 (time strided here), then H/s
         self.geometry = [((1, 3, 3), (1, 2, 2), (0, 1, 1)), ((3, 3, 3), (st, 2, 2), (1, 1, 1)), (last, last, (0, 0, 0))]

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from dalitrain.config import ModelConfig
+from dalitrain.errors import UsageError
 from dalitrain.models.heads import CrossDatasetProjection, Expander, Projections, classifier_head
 from dalitrain.models.layers import trunc_normal_init
 from dalitrain.models.pretrained import (CheckpointError, LoadReport, detect_layout, load_pretrained, match_state,
@@ -70,7 +71,7 @@ def build_model(cfg: ModelConfig, *, num_classes: list[int], num_frames: int, cr
                "activation_checkpointing": "model.activation_checkpointing", "adapter": "model.adapter"}
     for key in cfg.arch_options:
         if key in runtime:
-            raise ValueError(f"model.arch_options.{key}: set by {runtime[key]}, not as an architecture option")
+            raise UsageError(f"model.arch_options.{key}: set by {runtime[key]}, not as an architecture option")
     adapter = {"adapter": cfg.adapter} if cfg.adapter != "none" else {}  # only split backbones take one
     backbone = create_backbone(cfg.arch, num_frames=num_frames, crop_size=crop_size,
                                drop_path_rate=cfg.drop_path_rate,
@@ -79,7 +80,7 @@ def build_model(cfg: ModelConfig, *, num_classes: list[int], num_frames: int, cr
         load_pretrained(backbone, cfg.pretrained)
     if cfg.freeze:
         if not hasattr(backbone, "freeze"):
-            raise ValueError(f"model.freeze: {cfg.arch} names no module groups to freeze")
+            raise UsageError(f"model.freeze: {cfg.arch} names no module groups to freeze")
         backbone.freeze(cfg.freeze)
     heads = [classifier_head(backbone.embed_dim, c, cfg.head, cfg.head_hidden_dim) for c in num_classes]
     model = MultiDatasetModel(backbone, heads,

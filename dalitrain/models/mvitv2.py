@@ -33,6 +33,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from dalitrain.errors import UsageError
 from dalitrain.kernels.pooling_attention import pooling_attention
 from dalitrain.models.layers import ConvStem, DropPath, Mlp, trunc_normal_init
 from dalitrain.models.pretrained import import_dalitrain
@@ -165,11 +166,11 @@ class PatchEmbed(nn.Module):
             self.proj = nn.Conv3d(config.in_chans, config.embed_dim, *self.conv_geometry[0])
         elif config.stem == "conv":
             if config.patch_stride[1:] != (4, 4):
-                raise ValueError(f"the conv stem needs a patch stride (1 or 2, 4, 4), got {config.patch_stride}")
+                raise UsageError(f"the conv stem needs a patch stride (1 or 2, 4, 4), got {config.patch_stride}")
             self.proj = ConvStem(config.in_chans, config.stem_channels, config.embed_dim, config.patch_stride)
             self.conv_geometry = self.proj.geometry
         else:
-            raise ValueError(f"MViTv2Config.stem must be 'patch' or 'conv', got {config.stem!r}")
+            raise UsageError(f"MViTv2Config.stem must be 'patch' or 'conv', got {config.stem!r}")
 
     def output_grid(self, size: Grid) -> Grid:
         for kernel, stride, padding in self.conv_geometry:
@@ -269,7 +270,7 @@ def _build(config: MViTv2Config, *, num_frames: Optional[int] = None, crop_size:
     """`options` replace fields of the architecture's config (`stem`, `attention_impl`, ...): model.arch_options,
     the benchmarks, the checkpoint tests."""
     if adapter not in (None, "none"):
-        raise ValueError(f"model.adapter: {adapter}: MViTv2 has no spatial and temporal transformers to put an "
+        raise UsageError(f"model.adapter: {adapter}: MViTv2 has no spatial and temporal transformers to put an "
                          "adapter between (ViViT's factorised encoder has)")
     return MViTv2(with_options(config, options), num_frames=num_frames, crop_size=crop_size,
                   drop_path_rate=drop_path_rate, activation_checkpointing=activation_checkpointing)

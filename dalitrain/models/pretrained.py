@@ -26,8 +26,10 @@ from typing import Callable, Optional, Sequence
 import torch
 from torch import nn
 
+from dalitrain.errors import DalitrainError
 
-class CheckpointError(ValueError):
+
+class CheckpointError(DalitrainError, ValueError):
     """A weight or training checkpoint that cannot be used; the message is one line: `<file>: <reason>`."""
 
 

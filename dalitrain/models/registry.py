@@ -38,6 +38,8 @@ from typing import Any, Callable, Literal, TypeVar
 
 from torch import nn
 
+from dalitrain.errors import UsageError
+
 _BACKBONES: dict[str, Callable[..., nn.Module]] = {}
 ConfigT = TypeVar("ConfigT")
 
@@ -51,7 +53,7 @@ def check_config(config: Any) -> None:
         if typing.get_origin(tp) is tuple and isinstance(value, list):
             setattr(config, name, tuple(value))
         elif typing.get_origin(tp) is Literal and value not in typing.get_args(tp):
-            raise ValueError(f"{type(config).__name__}.{name} must be one of {typing.get_args(tp)}, got {value!r}")
+            raise UsageError(f"{type(config).__name__}.{name} must be one of {typing.get_args(tp)}, got {value!r}")
 
 
 def with_options(config: ConfigT, options: dict[str, Any]) -> ConfigT:
@@ -60,7 +62,7 @@ def with_options(config: ConfigT, options: dict[str, Any]) -> ConfigT:
     fields = [f.name for f in dataclasses.fields(config)]
     unknown = [name for name in options if name not in fields]
     if unknown:
-        raise ValueError(f"model.arch_options: {type(config).__name__} has no field {unknown[0]!r} "
+        raise UsageError(f"model.arch_options: {type(config).__name__} has no field {unknown[0]!r} "
                          f"(fields: {', '.join(fields)})")
     return dataclasses.replace(config, **options)
 
@@ -80,7 +82,7 @@ def list_models() -> list[str]:
 def create_backbone(name: str, **kwargs) -> nn.Module:
     _import_backbones()
     if name not in _BACKBONES:
-        raise ValueError(f"unknown model {name!r} (registered: {', '.join(sorted(_BACKBONES))})")
+        raise UsageError(f"unknown model {name!r} (registered: {', '.join(sorted(_BACKBONES))})")
     return _BACKBONES[name](**kwargs)
 
 

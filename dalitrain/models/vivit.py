@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from dalitrain.errors import UsageError
 from dalitrain.kernels.pooling_attention import pooling_attention
 from dalitrain.models.layers import ConvStem, DropPath, Mlp, trunc_normal_init
 from dalitrain.models.pretrained import import_dalitrain
@@ -91,13 +92,13 @@ class ViViTConfig:
         check_config(self)  # lists from `arch_options` -> tuples, Literal fields checked
         for heads in (self.num_heads, self.temporal_heads):
             if self.embed_dim % heads:
-                raise ValueError(f"ViViTConfig: embed_dim {self.embed_dim} is not divisible by {heads} heads")
+                raise UsageError(f"ViViTConfig: embed_dim {self.embed_dim} is not divisible by {heads} heads")
         t, h, w = self.tubelet
         if self.num_frames % t or self.crop_size % h or self.crop_size % w:
-            raise ValueError(f"ViViTConfig: a {self.num_frames}x{self.crop_size}x{self.crop_size} clip does not "
+            raise UsageError(f"ViViTConfig: a {self.num_frames}x{self.crop_size}x{self.crop_size} clip does not "
                              f"split into {t}x{h}x{w} tubelets")
         if self.frozen_chunk_frames < 0 or self.frozen_chunk_frames % t:
-            raise ValueError(f"ViViTConfig: frozen_chunk_frames {self.frozen_chunk_frames} is not a multiple of the "
+            raise UsageError(f"ViViTConfig: frozen_chunk_frames {self.frozen_chunk_frames} is not a multiple of the "
                              f"tubelet's {t} frames")
 
     @property
@@ -153,7 +154,7 @@ class ViViT(nn.Module):
         """The contract's freezing: "spatial" (SFA's stage 2) is the only group."""
         unknown = [g for g in groups if g != "spatial"]
         if unknown:
-            raise ValueError(f"model.freeze: ViViT has no module group {unknown[0]!r} (groups: spatial)")
+            raise UsageError(f"model.freeze: ViViT has no module group {unknown[0]!r} (groups: spatial)")
         if groups:
             self.spatial.requires_grad_(False)
             self.spatial_frozen = True

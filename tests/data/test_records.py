@@ -47,3 +47,19 @@ def test_an_unreadable_scan_index_is_one_line_naming_it(tmp_path):
                       base_dir=str(tmp_path), scan_index="scan.json")
     with pytest.raises(ScanIndexError, match=rf"^{bad}: damaged scan index, not JSON"):
         load_records(data, "train")
+
+
+@pytest.mark.parametrize("rank, reported", [("0", True), ("1", False)])
+def test_only_rank_zero_reports_a_quarantined_video(tmp_path, monkeypatch, caplog, rank, reported):
+    """Every rank reads the whole manifest: under torchrun the warning comes once, from rank 0."""
+    (tmp_path / "train.txt").write_text("gone.webm 0\nalso_gone.webm 0\n")
+    write_index(tmp_path / "scan.json", [
+        scan_record(tmp_path / "train.txt", 0, tmp_path / "gone.webm", frames=30, fps=25.0),
+        scan_record(tmp_path / "train.txt", 1, tmp_path / "also_gone.webm", ok=False, reason="missing")],
+        decoder="pyav", deep=False)
+    data = DataConfig(datasets=[DatasetConfig(name="ds", manifest="train.txt", num_classes=1)],
+                      base_dir=str(tmp_path), scan_index="scan.json")
+    monkeypatch.setenv("RANK", rank)
+    with caplog.at_level("WARNING"):
+        load_records(data, "train")
+    assert ("quarantined" in caplog.text and "also_gone.webm (missing)" in caplog.text) == reported
