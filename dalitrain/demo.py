@@ -26,10 +26,10 @@ from pathlib import Path
 from dalitrain.config import ExperimentConfig, expand_stages, load_config
 from dalitrain.data.synth import PRESETS, generate_corpus
 from dalitrain.engine.checkpoint import load_checkpoint
-from dalitrain.engine.relations import (heatmap, load_relations, precision_at_k, random_ranking_precision,
-                                        read_planted)
-from dalitrain.engine.png import write_png
+from dalitrain.engine.relations import load_relations, precision_at_k, random_ranking_precision, read_planted
+from dalitrain.errors import InputError
 from dalitrain.fileio import write_atomic
+from dalitrain.figures import relations_figure, save
 from dalitrain.train import STAGE_RECORD, train_stages
 
 TRAIN_SHARE = 0.8  # of the time left after the corpus; the rest is for evaluation and the report
@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         generate_corpus(corpus, preset=preset, seed=0)
     left_minutes = args.minutes - (time.monotonic() - started) / 60.0
     if left_minutes <= 0:
-        raise ValueError(f"generating the corpus used the whole budget of {args.minutes} minutes; it is kept in "
+        raise InputError(f"generating the corpus used the whole budget of {args.minutes} minutes; it is kept in "
                          f"{corpus}: run the demo again, or give more --minutes")
     with resources.as_file(resources.files("dalitrain.configs") / config_name) as config_path:
         cfg = load_config(config_path, [f"data.base_dir={corpus.resolve()}",
@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     share_budget_among_stages(cfg)
     result = train_stages(cfg)
     if result.checkpoint is None or result.evaluation is None:
-        raise ValueError(f"{run_dir}: the run produced no checkpoint or evaluation")
+        raise InputError(f"{run_dir}: the run produced no checkpoint or evaluation")
 
     best = result.checkpoint.parent / "best.pt"
     summary = {
@@ -161,7 +161,8 @@ def _relations_report(checkpoint: Path, corpus: Path, png: Path) -> dict:
     """The learned projections against the relations planted in the corpus, and their heatmap."""
     learned = load_relations(checkpoint)
     planted = read_planted(corpus / "relations.json", learned.names)
-    write_png(png, heatmap(learned.trained, [len(c) for c in learned.class_names]))
+    save(relations_figure(learned.trained, learned.names, learned.class_names,
+                          title="Projections learned by the demo (planted relations: the corpus's relations.json)"), png)
     return {
         "relations_precision_at_5": precision_at_k(learned.trained, planted, TOP_K),
         "random_relations_precision_at_5": precision_at_k(learned.initial, planted, TOP_K),

@@ -2,7 +2,8 @@
 
 For every ordered pair of datasets (src -> dst), the projection W [C_dst, C_src] adds W @ logits_src to dataset
 dst's logits on dst's samples, so a large W[b, a] says "src class a is evidence for dst class b". The report
-lists the top-k (a, b) pairs by weight for each ordered pair (MultiTrain's Table 4) and draws every W as a heatmap.
+lists the top-k (a, b) pairs by weight for each ordered pair (MultiTrain's Table 4) and draws every W as a heatmap
+with class names on both axes (`dalitrain.figures.relations_figure`).
 
 On the synthetic corpus, `relations.json` holds the planted truth: for videos of dataset i, P(label_j = b |
 label_i = a). The projection into dst is trained on dst's videos, so its truth is relations[dst][src], read as
@@ -23,10 +24,10 @@ import numpy as np
 from dalitrain.config import resolve_path
 from dalitrain.data.manifest import read_class_names
 from dalitrain.engine.checkpoint import CheckpointError, load_checkpoint
-from dalitrain.engine.png import diverging_colours, write_png
+from dalitrain.errors import InputError
+from dalitrain.figures import relations_figure, save
 
 Weights = dict[tuple[int, int], np.ndarray]  # (src, dst) -> W [C_dst, C_src]
-CELL, GAP = 8, 4  # heatmap pixels per matrix entry, and between blocks
 
 
 @dataclass
@@ -73,7 +74,7 @@ def read_planted(path: str | Path, names: list[str]) -> Weights:
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such relations file") from None
     except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise ValueError(f"{path}: not a synthetic-corpus relations.json ({type(err).__name__}: {err})") from None
+        raise InputError(f"{path}: not a synthetic-corpus relations.json ({type(err).__name__}: {err})") from None
 
 
 def top_pairs(w: np.ndarray, k: int) -> list[tuple[int, int, float]]:
@@ -88,7 +89,7 @@ def precision_at_k(weights: Weights, planted: Weights, k: int) -> float:
     for pair, w in weights.items():
         truth = planted[pair]
         if truth.shape != w.shape:
-            raise ValueError(f"relations for {pair} have shape {truth.shape}, the projection {w.shape}: "
+            raise InputError(f"relations for {pair} have shape {truth.shape}, the projection {w.shape}: "
                              "the checkpoint was not trained on this corpus")
         chance = 1.0 / w.shape[1]
         shares.append(np.mean([truth[b, a] > chance for a, b, _ in top_pairs(w, k)]))
@@ -99,20 +100,6 @@ def random_ranking_precision(planted: Weights) -> float:
     """Expected precision@k of a ranking drawn at random (any k): the share of related pairs, averaged over the
     ordered dataset pairs. An untrained projection is one such draw."""
     return 100.0 * float(np.mean([np.mean(truth > 1.0 / truth.shape[1]) for truth in planted.values()]))
-
-
-def heatmap(weights: Weights, num_classes: list[int]) -> np.ndarray:
-    """All projections on one [H, W, 3] image: block row = dst dataset, block column = src dataset, each block
-    W [C_dst, C_src] scaled by its largest magnitude; the diagonal (no self-projection) stays grey."""
-    offsets = np.concatenate([[0], np.cumsum([c * CELL + GAP for c in num_classes])])
-    size = int(offsets[-1])
-    image = np.full((size, size, 3), 200, dtype=np.uint8)
-    for (src, dst), w in weights.items():
-        scaled = w / max(float(np.abs(w).max()), 1e-12)
-        block = np.kron(diverging_colours(scaled), np.ones((CELL, CELL, 1), dtype=np.uint8))
-        y, x = offsets[dst], offsets[src]
-        image[y:y + block.shape[0], x:x + block.shape[1]] = block
-    return image
 
 
 def report_lines(learned: LearnedRelations, k: int, planted: Optional[Weights]) -> list[str]:
@@ -147,7 +134,6 @@ def run(args: argparse.Namespace) -> int:
               f"untrained {precision_at_k(learned.initial, planted, args.top):.1f}%, "
               f"a random ranking {random_ranking_precision(planted):.1f}% expected")
     if args.png:
-        write_png(args.png, heatmap(learned.trained, [len(c) for c in learned.class_names]))
-        print(f"heatmap (rows: destination dataset, columns: source dataset; order {', '.join(learned.names)}): "
-              f"{args.png}")
+        save(relations_figure(learned.trained, learned.names, learned.class_names), args.png)
+        print(f"heatmaps (row: destination dataset, column: source dataset): {args.png}")
     return 0
