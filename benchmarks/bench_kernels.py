@@ -29,6 +29,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from dalitrain.figures import bar_chart, save
 from dalitrain.kernels.informative_loss import informative_loss, informative_loss_ref
 from dalitrain.kernels.pooling_attention import pooling_attention, pooling_attention_ref
 
@@ -249,6 +250,7 @@ def main(argv: list[str]) -> int:
                                      description="The dalitrain kernels against the formulas public code runs.")
     parser.add_argument("--quick", action="store_true", help="B=64 d=2048 only; attention stages 1 and 3 at T=2 (under a minute)")
     parser.add_argument("--json", metavar="FILE", help="write the records (a JSON list) here")
+    parser.add_argument("--png", metavar="FILE", help="chart each case's speedup and memory ratio here")
     parser.add_argument("--threads", type=int, default=1,
                         help="CPU threads (default 1: on a shared machine a descheduled OpenMP thread stalls every "
                              "parallel region for a scheduler slice, which swamps small kernels)")
@@ -267,6 +269,12 @@ def main(argv: list[str]) -> int:
         with open(args.json, "w") as out:
             json.dump(records, out, indent=1)
         print(f"wrote {len(records)} records to {args.json}")
+    if args.png:
+        save(bar_chart([f"{r['kernel']} {_shape_text(r)}" for r in records],
+                       {"speedup (reference time / ours)": [r["speedup"] for r in records],
+                        "memory (ours / reference)": [r["memory_ratio"] for r in records]},
+                       title=f"dalitrain kernels against their references ({device})", ylabel="ratio", log=True,
+                       lines={"parity": 1.0}), args.png)
     return 0
 
 

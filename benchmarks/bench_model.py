@@ -22,6 +22,7 @@ import torch
 
 from dalitrain.benchmarks.children import (add_child_options, pick_device, run_child, serve_child,
                                             time_training_steps)
+from dalitrain.figures import bar_chart, save
 from dalitrain.models.info import describe_model
 from dalitrain.models.registry import create_backbone
 
@@ -41,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="mvitv2_tiny only (unless --models), 1 warm-up and 2 timed steps per configuration")
     parser.add_argument("--models", nargs="+", default=None, help="only these models (default: all)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument("--png", type=Path, default=None, help="chart the speed and memory ratios here")
     add_child_options(parser)
     args = parser.parse_args(argv)
     if serve_child(args, train_steps):
@@ -65,6 +67,12 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(dict(spec, **result))
     add_ratios(rows)
     print_table(rows, device)
+    if args.png is not None:
+        labels = [f"{r['model']} {r['attention']}{' + ckpt' if r['checkpointing'] else ''}" for r in rows]
+        save(bar_chart(labels, {"speed (x baseline)": [r["speed_ratio"] for r in rows],
+                                "memory (x baseline)": [r["memory_ratio"] for r in rows]},
+                       title=f"training step against explicit attention without checkpointing ({device})",
+                       ylabel="ratio to the baseline of the same model", lines={"baseline": 1.0}), args.png)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"benchmark": "model", "device": device, "results": rows,

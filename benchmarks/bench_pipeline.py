@@ -39,6 +39,7 @@ import torch.nn.functional as F
 
 from dalitrain.config import DataConfig, DatasetConfig
 from dalitrain.data.synth import generate_corpus
+from dalitrain.figures import bar_chart, save
 from dalitrain.pipelines.decode import decode_pyav, decode_torchcodec, torchcodec_available
 from dalitrain.pipelines.loader import CPU_DECODERS, VideoLoader, resolve_decoder, train_loader
 
@@ -312,6 +313,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--quick", action="store_true", help="4 timed batches per loader, one round, only the default strategy, "
                         "PyAV and torchcodec ceilings (< 1 min once the corpus is cached)")
     parser.add_argument("--json", help="write the records here")
+    parser.add_argument("--png", help="chart clips/s per loader here, the ceiling and the best peer marked")
     parser.add_argument("--corpus", help="folder of bench videos (dalitrain synth --preset bench)")
     parser.add_argument("--cores", type=int, help="CPU cores every loader may use (default: all)")
     args = parser.parse_args(argv)
@@ -319,7 +321,19 @@ def main(argv: Optional[list[str]] = None) -> int:
     print_table(result)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    if args.png:
+        save(pipeline_chart(result), args.png)
     return 0
+
+
+def pipeline_chart(result: dict):
+    records = result["records"]
+    best = {kind: max(r["clips_per_s"] for r in records if r["kind"] == kind) for kind in ("peer", "ceiling")}
+    return bar_chart([r["name"] + (" (default)" if r["name"] == result["default"] else "") for r in records],
+                     {"clips/s (best round)": [r["clips_per_s"] for r in records]},
+                     title=f"training clips/s, {NUM_FRAMES}x{STRIDE} clips, crop {CROP}, batch {BATCH}, "
+                           f"{result['cores']} cores",
+                     ylabel="clips/s", lines={"best decode-only ceiling": best["ceiling"], "best peer": best["peer"]})
 
 
 if __name__ == "__main__":

@@ -135,16 +135,22 @@ def training_figure(records: list[dict], title: str):
     return figure
 
 
-def bar_chart(labels: Sequence[str], values: Sequence[float], *, title: str, ylabel: str,
-              lines: Optional[dict[str, float]] = None, colours: Optional[Sequence[str]] = None):
-    """One bar per label, its value written on it; `lines`: name -> value drawn as dashed reference lines."""
-    figure, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(labels) + 2.0), 4.5))
-    bars = ax.bar(range(len(labels)), values, color=colours)
-    ax.bar_label(bars, fmt="%.2f", fontsize=8)
+def bar_chart(labels: Sequence[str], series: dict[str, Sequence[float]], *, title: str, ylabel: str,
+              lines: Optional[dict[str, float]] = None, log: bool = False):
+    """Grouped bars: one group per label, one bar per series (its value written on it); `lines`: name -> value
+    drawn as dashed reference lines."""
+    figure, ax = plt.subplots(figsize=(max(6.0, 0.5 * len(labels) * len(series) + 3.0), 4.8))
+    width = 0.8 / len(series)
+    for i, (name, values) in enumerate(series.items()):
+        bars = ax.bar([x + (i - (len(series) - 1) / 2) * width for x in range(len(labels))], values, width,
+                      label=name)
+        ax.bar_label(bars, fmt="%.2f", fontsize=7)
     ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
     for (name, value), style in zip((lines or {}).items(), ("--", ":", "-.")):
         ax.axhline(value, color="grey", linestyle=style, label=f"{name}: {value:.2f}")
-    if lines:
+    if log:
+        ax.set_yscale("log")
+    if lines or len(series) > 1:
         ax.legend(fontsize="small")
     ax.set(title=title, ylabel=ylabel)
     ax.grid(True, axis="y", alpha=0.3)

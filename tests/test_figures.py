@@ -54,9 +54,10 @@ def test_plot_refuses_a_folder_without_metrics(tmp_path):
 
 
 def test_bar_chart_labels_values_and_reference_lines():
-    figure = bar_chart(["a", "b"], [1.5, 3.0], title="speed", ylabel="clips/s", lines={"ceiling": 4.0})
+    figure = bar_chart(["a", "b"], {"speed": [1.5, 3.0], "memory": [0.5, 0.25]}, title="ratios", ylabel="x",
+                       lines={"baseline": 1.0})
     ax = figure.axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b"]
-    assert [p.get_height() for p in ax.patches] == [1.5, 3.0]
-    assert [t.get_text() for t in ax.texts] == ["1.50", "3.00"]
-    assert ax.get_legend().get_texts()[0].get_text() == "ceiling: 4.00"
+    assert [p.get_height() for p in ax.patches] == [1.5, 3.0, 0.5, 0.25]
+    assert [t.get_text() for t in ax.texts] == ["1.50", "3.00", "0.50", "0.25"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["baseline: 1.00", "speed", "memory"]

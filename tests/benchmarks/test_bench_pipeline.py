@@ -59,3 +59,16 @@ def test_peer_augmentation_gives_the_recipe_shape(videos):
     video = bench.torch_augment(clip, np.random.default_rng(0))
     assert tuple(video.shape) == (3, bench.NUM_FRAMES, bench.CROP, bench.CROP)
     assert -2.5 < float(video.min()) and float(video.max()) < 2.5  # (x / 255 - 0.45) / 0.225
+
+
+def test_pipeline_chart_marks_the_ceiling_and_the_best_peer():
+    from dalitrain.benchmarks.bench_pipeline import pipeline_chart
+    records = [{"name": "dalitrain (pyav)", "kind": "dalitrain", "clips_per_s": 40.0},
+               {"name": "PySlowFast (pyav)", "kind": "peer", "clips_per_s": 20.0},
+               {"name": "MMAction2 (decord)", "kind": "peer", "clips_per_s": 25.0},
+               {"name": "decode only (pyav)", "kind": "ceiling", "clips_per_s": 50.0}]
+    ax = pipeline_chart({"records": records, "default": "dalitrain (pyav)", "cores": 2}).axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()][0] == "dalitrain (pyav) (default)"
+    assert [p.get_height() for p in ax.patches] == [40.0, 20.0, 25.0, 50.0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()][:2] == ["best decode-only ceiling: 50.00",
+                                                                       "best peer: 25.00"]
