@@ -40,7 +40,8 @@ setup(
         "nvtx",
         "av",
         "safetensors",  # image ViT weights as users download them (model.pretrained)
-        "matplotlib",  # benchmark charts (Agg backend: no display needed)
+        "matplotlib",  # figures: benchmark charts, relations heatmaps, training curves (Agg: no display)
+        "tqdm",  # progress bars of synth, scan, prepare and evaluation
     ],
     extras_require={
         "dev": ["pytest", "pytest-timeout"],

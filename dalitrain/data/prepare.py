@@ -33,6 +33,7 @@ from dalitrain.data.manifest import read_manifest, write_manifest
 from dalitrain.data.parallel import default_workers, map_in_processes
 from dalitrain.data.scan import positive_int
 from dalitrain.errors import InputError, UsageError
+from dalitrain.progress import progress
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,8 @@ def prepare(manifest: str | Path, out_dir: str | Path, codec_name: str, short_si
             outcome[source] = f"same output name as {targets[target]}"
     jobs = [(source, target) for target, source in targets.items()]
     work = functools.partial(_prepare_one, codec=codec, short_side=short_side, gop=gop)
-    for (source, _), result in zip(jobs, map_in_processes(work, jobs, workers)):
+    for (source, _), result in zip(jobs, progress(map_in_processes(work, jobs, workers), total=len(jobs),
+                                                  desc="prepare")):
         outcome.setdefault(source, result)
 
     kept = []

@@ -57,6 +57,7 @@ from dalitrain.data.manifest import ManifestEntry, read_manifest
 from dalitrain.data.parallel import default_workers, map_in_processes
 from dalitrain.data.probe import probe_video
 from dalitrain.errors import DalitrainError, UsageError
+from dalitrain.progress import progress
 
 MISSING = "missing"
 EMPTY = "empty"
@@ -250,7 +251,8 @@ def probe_files(paths: Iterable[str], deep: bool, workers: Optional[int] = None,
             probes[path] = cache[path]
         else:
             todo.append(path)
-    for probe in map_in_processes(functools.partial(probe_file, deep=deep), todo, workers):
+    for probe in progress(map_in_processes(functools.partial(probe_file, deep=deep), todo, workers), total=len(todo),
+                          desc="scan"):
         probes[probe.path] = probe
     return probes, len(todo)
 

@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+
+from tqdm import tqdm
 
 from dalitrain.data.synth import PRESETS, generate_corpus
 from dalitrain.data.synth_render import CODECS
+from dalitrain.progress import interactive
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,13 +23,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
+    bar = None
 
     def report(done: int, total: int) -> None:
-        if done == total or done % max(1, total // 10) == 0:
+        nonlocal bar
+        if interactive():  # a bar for a watcher, a line per tenth for a log
+            bar = bar or tqdm(total=total, desc="synth", unit="video", file=sys.stderr, leave=False)
+            bar.update(done - bar.n)
+        elif done == total or done % max(1, total // 10) == 0:
             print(f"  {done}/{total} videos ({time.perf_counter() - started:.0f} s)", flush=True)
 
     summary = generate_corpus(args.out, preset=args.preset, seed=args.seed, codec=args.codec,
                               workers=args.workers, progress=report)
+    if bar is not None:
+        bar.close()
     for name, info in summary.items():
         print(f"{name:18s} {len(info['classes']):3d} classes  {info['train']:4d} train  {info['val']:4d} val")
     print(f"corpus in {args.out} ({args.preset}, seed {args.seed}, {args.codec}) "

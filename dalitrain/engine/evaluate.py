@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sized
 
 import torch
 from torch import nn
 
 from dalitrain.data.batch import Batch
-from dalitrain.engine.distributed import gather_objects
+from dalitrain.engine.distributed import gather_objects, is_main_process
+from dalitrain.progress import progress
 
 
 @dataclass
@@ -68,7 +69,9 @@ def evaluate(model: nn.Module, loader: Iterable[Batch], *, dataset_names: list[s
     was_training = model.training
     model.eval()
     scores: VideoScores = {}
-    for batch in loader:
+    batches = progress(loader, total=len(loader) if isinstance(loader, Sized) else None, desc="evaluate",
+                       unit="batch") if is_main_process() else loader
+    for batch in batches:
         batch = batch.to(device)
         with autocast():
             logits = model(batch.video).logits
