@@ -2,16 +2,15 @@
 
 On the CPU the loader decodes in a pool of worker threads (both libraries below decode and convert colours with
 the GIL released) and hands the frames to the DALI graph through `external_source`; DALI then does the
-augmentation. This beat DALI's own CPU decoders on the machines we measured (see benchmarks/bench_pipeline.py):
-`fn.readers.video` decodes in a single thread, and `fn.decoders.video` decodes from frame 0 rather than seeking.
+augmentation, faster than DALI's own CPU decoders (`dalitrain bench pipeline`): `fn.readers.video` decodes in a
+single thread, and `fn.decoders.video` decodes from frame 0 rather than seeking.
 
 Each strategy is a function `(path, frames[T], window) -> uint8 array [T, H, W, 3]`, frames in the requested
 order (repeats allowed). A file that cannot be read or decoded raises `DecodeError` naming the file and the reason.
 
 A strategy in `WINDOWED` applies the clip's `Window` itself (crop, then scale to crop x crop) while FFmpeg
-converts the frames to RGB, so the DALI graph skips its resize: on the benchmark corpus the crop and scale cost
-FFmpeg about 6 ms per 16-frame clip against 15 ms for DALI's CPU resize, and only the window's pixels are
-converted. The others return whole frames (`window` unused) and the graph crops and resizes; the box is the same
+converts the frames to RGB, so the DALI graph skips its resize, and only the window's pixels are converted
+(cheaper than DALI's CPU resize: README, "Design choices, measured"). The others return whole frames (`window` unused) and the graph crops and resizes; the box is the same
 (`Window.box` here, `graph.crop_window` in DALI), which tests/pipelines/test_loader.py checks end to end.
 """
 from __future__ import annotations

@@ -10,10 +10,9 @@ them, so a resumed run sees exactly the same batches):
 
 Augmentation crops before it resizes: the crop window is computed in source pixels from the random short side,
 so `fn.resize` reads only the window (`roi_start`/`roi_end`) and writes crop x crop pixels, never the whole
-resized frame. `fn.crop_mirror_normalize` then flips, normalises and transposes to C,T,H,W in one pass.
-Measured on the CPU (16x224x224 clips from 340x256 frames, one thread): resizing straight to float and reading
-the frames without copying them (`no_copy`: the loader keeps them alive until `run()` returns) took the graph
-from 22.7 to 18.9 ms per clip.
+resized frame. `fn.crop_mirror_normalize` then flips, normalises and transposes to C,T,H,W in one pass. The
+resize writes float directly, and the external source reads the decoded frames without a copy (`no_copy`: the
+loader keeps them alive until `run()` returns); README, "Design choices, measured".
 """
 from __future__ import annotations
 

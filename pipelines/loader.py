@@ -58,12 +58,9 @@ from dalitrain.pipelines.workers import DecodeWorkers
 
 log = logging.getLogger(__name__)
 
-# CPU strategies, fastest first as measured by benchmarks/bench_pipeline.py; "default" takes the first available.
-# On an otherwise idle 2-core machine (`dalitrain bench pipeline`, bench synthetic corpus, 2026-11-22):
-# torchcodec 38.4 clips/s (51.7 CPU ms per clip: it decodes, crops and scales), PyAV 26.4 (67.2 ms), DALI's
-# `fn.decoders.video` 19.1 (99.1 ms: it decodes from frame 0 instead of the key frame before the clip). PyAV
-# stays the fallback because it is a runtime dependency, while torchcodec needs the system FFmpeg libraries
-# (the `bench` extra).
+# CPU strategies, fastest first as `dalitrain bench pipeline` measures them (README, Benchmarks); "default" takes
+# the first available. PyAV stays the fallback because it is a runtime dependency, while torchcodec needs the
+# system FFmpeg libraries (the `bench` extra).
 CPU_DECODERS = ("torchcodec", "pyav", "dali")
 PREFETCH = 2  # batches being decoded ahead of the one DALI augments
 

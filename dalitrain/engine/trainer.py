@@ -58,8 +58,8 @@ class TrainingStopped(DalitrainError, RuntimeError):
 
 def feature_spread(embedding: torch.Tensor) -> torch.Tensor:
     """[B, d] -> scalar: the std across the batch of each pooled feature, averaged over features. Not a loss: near
-    0, every clip gets the same features and the heads can only predict a constant. Measured on the demo corpus
-    after 5 epochs: 0.004 for the vanilla ablation (at chance), 0.86 for MultiTrain, 0.18 at initialisation."""
+    0, every clip gets the same features and the heads can only predict a constant (README, "Design choices,
+    measured", has the values of collapsed and healthy demo runs)."""
     return embedding.detach().float().std(dim=0).mean()
 
 

@@ -17,8 +17,8 @@ Pooling attention: q, k, v = split(qkv(x)); each is pooled per head by a depthwi
 `stem="conv"` replaces the patch embedding by early convolutions (Xiao et al., "Early Convolutions Help
 Transformers See Better", NeurIPS 2021): conv 1x3x3 stride 1x2x2 -> BN -> ReLU -> conv 3x3x3 stride 2x2x2 -> BN ->
 ReLU -> 1x1x1 projection, reaching the same token grid. Not in the papers' models; the CPU demo uses it because a
-patchified MViTv2 trained from scratch on a few thousand clips does not learn small-object shape at all (measured
-in `mvitv2_tiny`'s docstring).
+patchified MViTv2 trained from scratch on a few thousand clips learns the demo's small-object shapes far worse
+(README, "Design choices, measured").
 
 Module and parameter names follow PySlowFast's MViT (`patch_embed.proj`, `blocks.N.attn.qkv`, `attn.pool_q`,
 `norm_q`, ...) so that its checkpoints load with a short key mapping (`pyslowfast_checkpoint.py`).
@@ -293,14 +293,8 @@ def mvitv2_tiny(**kwargs) -> MViTv2:
     """CPU demo size: 8x64x64 clips -> a 4x16x16 token grid, widths 48/96/192/384, one block per stage.
     K/V start at stride 1x4x4 so that stage 1 attends to a 4x4x4 grid (the big models: 7x7 at 224 px).
 
-    Early convolutions instead of the patch embedding: on the demo's kinetics_like clips (960 videos, batch 8,
-    labelled by the object's shape only, 3 classes), the patchified model stayed at chance (train loss ln 3, val
-    33%) after 480 steps at lr 3e-4, and after 160 steps at lr 1e-4 or 1e-3, with 2x the width, more blocks
-    (1/2/4/1) or finer K/V; so did a plain 4-layer ViT. With this stem it reached 54% val after 160 steps. Those
-    runs had PyTorch's default init for every convolution. With PySlowFast's trunc-normal(0.02) (now), MultiTrain
-    on the demo corpus (`configs/demo_cpu.yaml`, 5 epochs, seed 0) reached top-1 kinetics_like / moments_like /
-    ssv2_like / activitynet_like 11.1 / 31.2 / 32.1 / 40.0% with `stem="patch"` and 19.4 / 71.9 / 57.1 / 50.0% with
-    this stem (chance 8.3 / 25.0 / 14.3 / 12.5)."""
+    Early convolutions instead of the patch embedding, which learns the demo corpus far worse from scratch
+    (README, "Design choices, measured")."""
     return _build(MViTv2Config(embed_dim=48, depths=(1, 1, 1, 1), kv_stride=(1, 4, 4), num_frames=8,
                                crop_size=64, drop_path_rate=0.0, stem="conv"), **kwargs)
 

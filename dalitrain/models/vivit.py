@@ -414,10 +414,7 @@ def vivit_fe_tiny(**kwargs) -> ViViT:
     crop, too coarse for the demo's small objects); 96 wide, 4 heads, MLP 384; 4 spatial, 2 temporal layers.
 
     Early convolutions (`stem="conv"`) instead of the 2x8x8 tubelet embedding, as mvitv2_tiny, whose patchify stem
-    learns the demo corpus far worse from scratch (its docstring). Not separated here at the demo's settings: with
-    the tubelet, co-finetuning on the demo_unequal corpus stayed at chance after one epoch with SGD at lr 0.05 or
-    0.01 and after two with AdamW at 3e-4; with this stem the one-epoch probes (SGD 0.01, AdamW 3e-4 or 1e-4) were
-    at chance too, and AdamW at 1e-4 passed 2x chance on every dataset from the third epoch.
+    learns the demo corpus far worse from scratch (README, "Design choices, measured").
     """
     return _build(ViViTConfig(embed_dim=96, depth=4, num_heads=4, mlp_dim=384, temporal_depth=2,
                               tubelet=(2, 8, 8), stem="conv", num_frames=8, crop_size=64), **kwargs)
