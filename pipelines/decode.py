@@ -51,7 +51,8 @@ class DecodeError(RuntimeError):
 
 def decode_pyav(path: str | Path, frames: np.ndarray, window: Optional[Window] = None) -> np.ndarray:
     """PyAV (whole frames, `window` unused): one seek to the key frame before the first wanted frame, then
-    decode forward to the last one."""
+    decode forward to the last one. Frame i is the frame presented nearest to time i / fps (fps: the stream's
+    average rate), so a variable-frame-rate file is sampled by time, not by frame count."""
     wanted = set(np.unique(frames).tolist())
     try:
         with av.open(str(path)) as container:
@@ -59,29 +60,45 @@ def decode_pyav(path: str | Path, frames: np.ndarray, window: Optional[Window] =
             fps = stream.average_rate or stream.guessed_rate
             pts_per_frame = 1 / (fps * stream.time_base)
             origin = stream.start_time or 0
-            got = _decode_forward(container, stream, wanted, origin, pts_per_frame, min(wanted))
-            if min(wanted) not in got and min(wanted) > 0:  # the seek landed past it: decode from the start
-                got = _decode_forward(container, stream, wanted, origin, pts_per_frame, 0)
+            got, landed = _decode_forward(container, stream, wanted, origin, pts_per_frame, min(wanted))
+            if landed > min(wanted) + 0.5 and min(wanted) > 0:  # the seek landed past it: decode from the start
+                got, _ = _decode_forward(container, stream, wanted, origin, pts_per_frame, 0)
     except (av.error.FFmpegError, IndexError, ZeroDivisionError, TypeError) as err:
         raise DecodeError(f"{path}: cannot decode ({type(err).__name__}: {err})") from None
     return _gather(path, got, frames)
 
 
-def _decode_forward(container, stream, wanted: set[int], origin: int, pts_per_frame, first: int) -> dict:
+def _decode_forward(container, stream, wanted: set[int], origin: int, pts_per_frame,
+                    first: int) -> tuple[dict[int, np.ndarray], float]:
+    """Decode from the key frame before `first` until the last wanted index is passed; each wanted index gets
+    the frame presented nearest its time (ties: the earlier frame, the one on screen then); past the video's
+    end, its final frame. Returns the frames and the time (in frames) of the first one decoded."""
     container.seek(origin + int(first * pts_per_frame), backward=True, any_frame=False, stream=stream)
+    targets = sorted(wanted)
     got: dict[int, np.ndarray] = {}
-    last = max(wanted)
-    frame = index = None
+    rgb: dict[int, np.ndarray] = {}  # by presentation time: one conversion however many targets share a frame
+
+    def take(target: int, frame) -> None:
+        if frame.pts not in rgb:
+            rgb[frame.pts] = frame.to_ndarray(format="rgb24")
+        got[target] = rgb[frame.pts]
+
+    landed, previous, frame = None, None, None
     for frame in container.decode(stream):
-        index = int(round((frame.pts - origin) / pts_per_frame))
-        if index in wanted:
-            got[index] = frame.to_ndarray(format="rgb24")
-        if index >= last:
+        time = (frame.pts - origin) / pts_per_frame
+        landed = time if landed is None else landed
+        while targets and time >= targets[0]:
+            target = targets.pop(0)
+            closer_before = previous is not None and target - previous[0] <= time - target
+            take(target, previous[1] if closer_before else frame)
+        if not targets:
             break
-    else:  # the video ended before the last wanted frame: keep its final frame to stand in for the rest
-        if frame is not None and index not in got:
-            got[index] = frame.to_ndarray(format="rgb24")
-    return got
+        previous = (time, frame)
+    else:  # the video ended before the last wanted frame: its final frame stands in for the rest
+        for target in targets:
+            if frame is not None:
+                take(target, frame)
+    return got, landed if landed is not None else 0.0
 
 
 def decode_torchcodec(path: str | Path, frames: np.ndarray, window: Optional[Window] = None) -> np.ndarray:

@@ -31,6 +31,23 @@ def write_vp9(path: Path, frames: np.ndarray, fps: int = 25, gop: int = 10) -> P
     return path
 
 
+def write_vfr_vp9(path: Path, frames: np.ndarray, times_ms: list[int], fps: int = 25, gop: int = 4) -> Path:
+    """Variable frame rate: frame k presented at `times_ms[k]` (irregular), the stream's nominal rate `fps`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libvpx-vp9", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        stream.time_base = stream.codec_context.time_base = Fraction(1, 1000)
+        stream.options = {"g": str(gop), "keyint_min": str(gop), "deadline": "realtime", "cpu-used": "8",
+                          "lossless": "1"}
+        for image, time in zip(frames, times_ms):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = time, Fraction(1, 1000)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
+
+
 def coded_frames(count: int, height: int = 48, width: int = 64, ramp: int = 0) -> np.ndarray:
     """Frame t flat at LEVEL0 + LEVEL_STEP t, plus a static left-to-right ramp of `ramp` levels."""
     levels = LEVEL0 + LEVEL_STEP * np.arange(count, dtype=np.float64)

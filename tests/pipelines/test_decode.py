@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from dalitrain.pipelines.decode import DECODERS, DecodeError, torchcodec_available
-from tests.data.coded import frame_index
+from tests.data.coded import coded_frames, frame_index, write_vfr_vp9
 
 STRATEGIES = ["pyav"] + (["torchcodec"] if torchcodec_available() else [])
 
@@ -39,3 +39,17 @@ def test_a_window_on_a_video_without_a_frame_size_is_refused_in_one_line():
     assert crop._make_transform_spec((48, 64)) == "crop, 32, 32, 16, 8"
     with pytest.raises(ValueError, match="^the video's frame size is not in its metadata$"):
         crop._make_transform_spec((None, 64))
+
+
+def test_a_variable_frame_rate_file_is_sampled_by_time(tmp_path):
+    """Frame i is the one presented nearest to i / fps (here 40 ms apart), not the i-th frame in the file."""
+    times = [0, 40, 80, 200, 240, 260, 280, 300, 420, 460, 500, 520, 640, 680, 700, 720]  # ms
+    video = write_vfr_vp9(tmp_path / "vfr.webm", coded_frames(len(times)), times)
+    wanted = np.arange(19)  # 0 .. 720 ms
+    clip = DECODERS["pyav"](video, wanted)
+    # nearest by time; a tie (360 ms: 300 or 420) goes to the earlier frame, the one on screen then
+    expected = [int(np.argmin([abs(t - 40 * i) + (1e-6 * t) for t in times])) for i in wanted]
+    assert frame_index(clip.mean(axis=(1, 2, 3))).tolist() == expected
+    assert expected[:9] == [0, 1, 2, 2, 3, 3, 4, 6, 7]  # by count it would be 0 .. 8
+    late = DECODERS["pyav"](video, np.array([11, 17]))  # a seek into the middle: still by time
+    assert frame_index(late.mean(axis=(1, 2, 3))).tolist() == [expected[11], expected[17]]
