@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Optional
 
 import av
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class VideoInfo:
     end_time: Optional[float] = None  # seconds from the stream's start to the end of its last packet (ditto)
     container: str = ""  # FFmpeg's demuxer name: "matroska,webm", "mov,mp4,m4a,3gp,3g2,mj2", "avi", ...
     pix_fmt: str = ""  # FFmpeg's pixel format: yuv420p, yuv422p10le, ... (chroma subsampling and bit depth)
+    vfr: bool = False  # variable frame rate: the packets' presentation times are unevenly spaced (read through only)
 
 
 _MATROSKA_DURATION = re.compile(r"^(\d+):(\d+):(\d+(?:\.\d*)?)$")
@@ -45,18 +47,24 @@ def _duration(container, stream, frames: int, fps: float) -> float:
     return frames / fps if fps else 0.0
 
 
-def _read_packets(container, stream) -> tuple[int, float]:
-    """Non-empty packets of `stream`, and the time in seconds from its start to the end of the last of them."""
-    count, end = 0, 0.0
+def _read_packets(container, stream, fps: float) -> tuple[int, float, bool]:
+    """Non-empty packets of `stream`, the time in seconds from its start to the end of the last of them, and
+    whether the frame rate varies: two frames closer than 3/4 of the nominal frame time (1 / `fps`). A constant
+    rate with frames missing has longer steps only, which the scan reports as missing frames instead."""
+    count, end, starts = 0, 0.0, []
     for packet in container.demux(stream):
         if not packet.size:
             continue
         count += 1
         start = packet.pts if packet.pts is not None else packet.dts
         if start is not None:
+            starts.append(start)
             end = max(end, float((start + (packet.duration or 0)) * packet.time_base))
     offset = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
-    return count, end - offset
+    steps = np.diff(np.sort(np.asarray(starts, dtype=np.float64))) * float(stream.time_base)  # seconds, in order
+    steps = steps[steps > 0]  # a repeated timestamp is a muxing quirk, not a rate
+    vfr = bool(fps) and len(steps) > 0 and float(steps.min()) < 0.75 / fps
+    return count, end - offset, vfr
 
 
 def probe_video(path: str | Path, count_packets: bool = False) -> VideoInfo:
@@ -73,9 +81,10 @@ def probe_video(path: str | Path, count_packets: bool = False) -> VideoInfo:
         stream = container.streams.video[0]
         fps = float(stream.average_rate or stream.guessed_rate or 0)
         packets = end_time = None
+        vfr = False
         if count_packets or not stream.frames:
-            packets, end_time = _read_packets(container, stream)
+            packets, end_time, vfr = _read_packets(container, stream, fps)
         frames = stream.frames or packets
         return VideoInfo(stream.codec_context.name, stream.codec_context.width, stream.codec_context.height,
                          frames, fps, _duration(container, stream, frames, fps), packets, end_time,
-                         container.format.name, stream.codec_context.pix_fmt or "")
+                         container.format.name, stream.codec_context.pix_fmt or "", vfr)

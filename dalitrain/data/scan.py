@@ -126,6 +126,7 @@ class FileProbe:
     fps: float = 0.0
     duration: float = 0.0  # seconds, as the container claims
     pix_fmt: str = ""  # FFmpeg's pixel format: chroma subsampling and bit depth ("" in indexes before it)
+    vfr: bool = False  # variable frame rate (False in indexes before it): clips are sampled by presentation time
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,7 @@ class ScanRecord:
     mtime: float
     deep: bool
     pix_fmt: str = ""
+    vfr: bool = False
 
     @property
     def key(self) -> str:
@@ -212,8 +214,10 @@ def probe_file(path: str, deep: bool) -> FileProbe:
     if still and info.packets <= 1:
         return fault(NOT_VIDEO, f"a still image ({info.container})")
     measured = functools.partial(fault, codec=info.codec, width=info.width, height=info.height,
-                                 frames=info.packets, fps=info.fps, duration=info.duration, pix_fmt=info.pix_fmt)
-    claimed = max(info.frames, round(info.duration * info.fps))  # the frames the container promises
+                                 frames=info.packets, fps=info.fps, duration=info.duration, pix_fmt=info.pix_fmt,
+                                 vfr=info.vfr)
+    # the frames the container promises; at a variable rate duration x average rate promises nothing
+    claimed = info.frames if info.vfr else max(info.frames, round(info.duration * info.fps))
     tolerance = max(1, 0.05 * claimed)
     if claimed - info.packets > tolerance:
         if claimed - info.end_time * info.fps > tolerance:
@@ -371,6 +375,9 @@ def summary_line(dataset: str, records: list[ScanRecord], decoder: str) -> str:
     line = f"{dataset}: {len(records) - sum(reasons.values())} ok, {sum(reasons.values())} quarantined"
     if reasons:
         line += " (" + ", ".join(f"{reason}: {n}" for reason, n in sorted(reasons.items())) + ")"
+    variable = sum(r.ok and r.vfr for r in records)
+    if variable:  # readable, but a decoder that counts frames would sample them unevenly in time
+        line += f"; {variable} at a variable frame rate (PyAV samples them by presentation time)"
     manifests = sorted({r.manifest for r in records if r.reason == CODEC_UNSUPPORTED})
     if manifests and decoder in _PREPARE_CODEC:
         line += (f"; re-encode for {decoder}: dalitrain prepare {manifests[0]} --codec {_PREPARE_CODEC[decoder]} "

@@ -1,5 +1,6 @@
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -205,3 +206,15 @@ data:
     assert [r.row for r in usable_records(index, "uniform")] == [0, 1]
     assert main(["scan", "--config", str(config), str(config), "--out", str(out)]) == 2
     assert "not both" in capsys.readouterr().err
+
+
+def test_a_variable_frame_rate_file_is_recorded_and_counted(tmp_path):
+    from dalitrain.data.scan import ScanTarget, scan, summary_line
+    from tests.data.coded import coded_frames, write_vfr_vp9, write_vp9
+    write_vfr_vp9(tmp_path / "vfr.webm", coded_frames(8), [0, 40, 80, 200, 240, 260, 280, 400])
+    write_vp9(tmp_path / "cfr.webm", coded_frames(8))
+    (tmp_path / "list.txt").write_text("vfr.webm 0\ncfr.webm 0\n")
+    records, _ = scan([ScanTarget("ds", tmp_path / "list.txt", tmp_path, None, 1)], "pyav", deep=False, workers=1)
+    assert [(Path(r.path).name, r.ok, r.vfr) for r in records] == [("vfr.webm", True, True), ("cfr.webm", True, False)]
+    assert summary_line("ds", records, "pyav") == (
+        "ds: 2 ok, 0 quarantined; 1 at a variable frame rate (PyAV samples them by presentation time)")
