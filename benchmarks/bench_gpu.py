@@ -185,15 +185,16 @@ def nvdec_loader_matches_cpu_decoding() -> dict:
 
 @check("train.step")
 def training_step() -> dict:
-    from dalitrain.benchmarks.bench_model import run_child
+    from dalitrain.benchmarks.children import run_child
     from dalitrain.models.info import describe_model
 
     gmacs = describe_model("mvitv2_s_16x4", num_frames=16, crop_size=224)["gmacs"]
     peak_tflops = {(8, 0): 312, (9, 0): 989}.get(torch.cuda.get_device_capability())  # dense bf16
     rows = []
     for checkpointing in (False, True):
-        result = run_child(dict(model="mvitv2_s_16x4", frames=16, size=224, batch=8, attention="fused",
-                                checkpointing=checkpointing, device="cuda", warmup=2, steps=5))
+        spec = dict(model="mvitv2_s_16x4", frames=16, size=224, batch=8, attention="fused",
+                    checkpointing=checkpointing, device="cuda", warmup=2, steps=5)
+        result = run_child("dalitrain.benchmarks.bench_model", spec, f"train.step checkpointing={checkpointing}")
         achieved = 3 * 2 * gmacs * 1e9 * result["clips_per_s"] / 1e12  # a step ~ 3x the forward's FLOPs
         rows.append(dict(checkpointing=checkpointing, **result, tflops=achieved,
                          mfu=achieved / peak_tflops if peak_tflops else None))

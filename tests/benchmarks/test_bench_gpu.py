@@ -24,3 +24,19 @@ def test_every_check_is_described_in_the_docstring():
 def test_an_unknown_check_is_refused():
     with pytest.raises(SystemExit):
         bench_gpu.main(["--only", "kernels.nothing"])
+
+
+def test_every_name_the_gpu_checks_import_exists():
+    """The checks import lazily and only run on a GPU: a renamed function would first fail there."""
+    import ast
+    import importlib
+    from pathlib import Path
+
+    tree = ast.parse(Path(bench_gpu.__file__).read_text())
+    lazy = [node for function in ast.walk(tree) if isinstance(function, ast.FunctionDef)
+            for node in ast.walk(function) if isinstance(node, ast.ImportFrom)]
+    assert lazy
+    for node in lazy:
+        module = importlib.import_module(node.module)
+        for alias in node.names:
+            assert hasattr(module, alias.name), f"{node.module}.{alias.name}"
