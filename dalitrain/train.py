@@ -58,7 +58,7 @@ def train(cfg: ExperimentConfig, ctx: Optional[DistContext] = None) -> TrainResu
         report = init_from_checkpoint(model, cfg.model)
         if ctx.is_main:
             print(f"model.init_from {cfg.model.init_from}: {len(report.loaded)} tensors loaded"
-                  + "".join(f"; {what}: {', '.join(keys)}" for what, keys in
+                  + "".join(f"; {what}: {_names(keys)}" for what, keys in
                             (("resized", report.resized), ("kept at initialisation", report.skipped),
                              ("not in this model", report.dropped)) if keys), flush=True)
 
@@ -75,6 +75,14 @@ def train(cfg: ExperimentConfig, ctx: Optional[DistContext] = None) -> TrainResu
                       eval_loader=make_eval_loader if has_validation else None,
                       expected_videos=expected_validation_videos(cfg.data))
     return trainer.fit()
+
+
+def _names(keys: list[str], shown: int = 6) -> str:
+    """Tensor names for a log line: all of a few, or the count and the modules they sit in."""
+    if len(keys) <= shown:
+        return ", ".join(keys)
+    modules = dict.fromkeys(".".join(k.split(".")[:2]) for k in keys)
+    return f"{len(keys)} tensors in {', '.join(modules)}"
 
 
 STAGE_RECORD = "stage.json"
