@@ -21,15 +21,15 @@ from pathlib import Path
 from typing import Optional
 
 from dalitrain.config import DataConfig, ExperimentConfig, expand_stages, load_config, resolve_path
-from dalitrain.engine.evaluate import DatasetAccuracy
 from dalitrain.data.manifest import read_manifest
 from dalitrain.engine.distributed import DistContext, init_distributed, shutdown_distributed
-from dalitrain.engine.state import seed_everything
+from dalitrain.engine.evaluate import DatasetAccuracy
 from dalitrain.engine.preemption import PREEMPTED_EXIT_CODE, Preempted
+from dalitrain.engine.state import seed_everything
 from dalitrain.engine.trainer import Trainer, TrainingStopped, TrainResult
 from dalitrain.errors import DalitrainError, InputError
-from dalitrain.methods import model_parts
 from dalitrain.fileio import write_atomic
+from dalitrain.methods import model_parts
 from dalitrain.models import build_model, init_from_checkpoint
 from dalitrain.pipelines.loader import eval_loader, train_loader
 
@@ -130,7 +130,7 @@ def _read_record(path: Path) -> TrainResult:
                            stopped_by_budget=record["stopped_by_budget"])
     except (ValueError, KeyError, TypeError) as err:  # not JSON, or not a record's fields
         raise InputError(f"{path}: not a finished stage's record ({type(err).__name__}: {err}); delete it to run "
-                             "the stage again") from None
+                         "the stage again") from None
 
 
 def run(args: argparse.Namespace) -> int:
