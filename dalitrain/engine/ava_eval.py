@@ -11,6 +11,7 @@ at IoU 0.5), reimplemented on the frames `dalitrain.data.ava` reads:
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Optional
 
 import numpy as np
 
@@ -75,3 +76,17 @@ def frame_map(groundtruth: Frames, detections: Frames, actions: dict[int, str],
                                            np.array(hits[action], dtype=np.float64), positives[action])
     counted = [v for v in ap.values() if v is not None]
     return {"map": float(np.mean(counted)) if counted else float("nan"), "ap": ap, "positives": dict(positives)}
+
+
+def frequency_split(ap: dict[int, Optional[float]], train_counts: dict[int, int], head_min: int = 10_000,
+                    tail_max: int = 1_000) -> dict[str, Optional[float]]:
+    """mAP over the head, mid and tail classes by training instances: head > `head_min`, tail < `tail_max`, mid the
+    rest (the co-finetuning paper's Table 3: 10,000 and 1,000 on AVA v2.2). A group without a class that has ground
+    truth gives None."""
+    groups: dict[str, list[float]] = {"head": [], "mid": [], "tail": []}
+    for action, value in ap.items():
+        if value is None:
+            continue
+        count = train_counts.get(action, 0)
+        groups["head" if count > head_min else "tail" if count < tail_max else "mid"].append(value)
+    return {name: float(np.mean(values)) if values else None for name, values in groups.items()}

@@ -59,3 +59,11 @@ def test_only_fifty_detections_per_frame_count():
     decoys = [box(1, 0.6, 0.6, 0.9, 0.9, 0.9) for _ in range(50)]
     found = {"v,0001": decoys + [box(1, 0.0, 0.0, 0.5, 0.5, 0.1)]}  # the hit is the 51st
     assert frame_map(truth, found, ACTIONS)["ap"][1] == 0.0
+
+
+def test_head_mid_tail_split_by_training_instances():
+    from dalitrain.engine.ava_eval import frequency_split
+    ap = {1: 0.9, 2: 0.5, 3: 0.3, 4: 0.1, 5: None}
+    counts = {1: 20_000, 2: 10_000, 3: 999, 4: 5, 5: 50_000}  # 10,000 is not above the head's bound: mid
+    assert frequency_split(ap, counts) == {"head": 0.9, "mid": 0.5, "tail": pytest.approx(0.2)}
+    assert frequency_split({1: 0.4}, {1: 5}) == {"head": None, "mid": None, "tail": 0.4}
