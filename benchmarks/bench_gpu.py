@@ -32,6 +32,8 @@ from typing import Callable
 
 import torch
 
+from dalitrain.figures import bar_chart, save
+
 CHECKS: dict[str, Callable[[], dict]] = {}
 
 
@@ -205,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dalitrain bench gpu", description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, default=None, help="write every check's result here")
     parser.add_argument("--only", nargs="+", choices=list(CHECKS), default=None, help="run only these checks")
+    parser.add_argument("--png", type=Path, default=None,
+                        help="chart the attention kernels' TFLOP/s against SDPA and the training step's MFU here")
     args = parser.parse_args(argv)
     names = args.only or list(CHECKS)
     if not torch.cuda.is_available():
@@ -227,7 +231,29 @@ def main(argv: list[str] | None = None) -> int:
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    chart = gpu_chart(results, torch.cuda.get_device_name()) if args.png is not None else None
+    if chart is not None:
+        save(chart, args.png)
     return 0 if all(r["ok"] for r in results.values()) else 1
+
+
+def gpu_chart(results: dict, device: str):
+    """TFLOP/s of each attention shape per implementation (`attention.speed`) and the training step's MFU in
+    percent (`train.step`) as grouped bars; None when neither check ran."""
+    labels, series = [], {}
+    for row in results.get("attention.speed", {}).get("rows", []):
+        shape = row["shape"]
+        labels.append(f"attention B{shape['B']} h{shape['h']} Lq{shape['Lq']} Lkv{shape['Lkv']} dh{shape['dh']}")
+        for name, tflops in row["tflops"].items():
+            series.setdefault(f"{name} TFLOP/s", {})[labels[-1]] = tflops
+    for row in results.get("train.step", {}).get("rows", []):
+        if row.get("mfu") is not None:
+            labels.append(f"MViTv2-S step{' + ckpt' if row['checkpointing'] else ''}")
+            series.setdefault("MFU (%)", {})[labels[-1]] = 100.0 * row["mfu"]
+    if not labels:
+        return None
+    return bar_chart(labels, {name: [values.get(label, 0.0) for label in labels] for name, values in series.items()},
+                     title=f"dalitrain bench gpu on {device}", ylabel="TFLOP/s, or MFU in percent")
 
 
 if __name__ == "__main__":

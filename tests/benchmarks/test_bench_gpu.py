@@ -40,3 +40,15 @@ def test_every_name_the_gpu_checks_import_exists():
         module = importlib.import_module(node.module)
         for alias in node.names:
             assert hasattr(module, alias.name), f"{node.module}.{alias.name}"
+
+
+def test_the_gpu_chart_shows_kernel_tflops_and_the_step_mfu():
+    results = {"attention.speed": {"rows": [{"shape": {"B": 1, "h": 1, "Lq": 6272, "Lkv": 98, "dh": 96},
+                                             "tflops": {"dalitrain": 120.0, "sdpa_flash": 100.0}}]},
+               "train.step": {"rows": [{"checkpointing": False, "mfu": 0.25}, {"checkpointing": True, "mfu": 0.2}]}}
+    ax = bench_gpu.gpu_chart(results, "H200").axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == [
+        "attention B1 h1 Lq6272 Lkv98 dh96", "MViTv2-S step", "MViTv2-S step + ckpt"]
+    heights = [p.get_height() for p in ax.patches]
+    assert heights == [120.0, 0.0, 0.0, 100.0, 0.0, 0.0, 0.0, 25.0, 20.0]  # per series: dalitrain, sdpa, MFU
+    assert bench_gpu.gpu_chart({}, "H200") is None
