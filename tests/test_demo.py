@@ -39,3 +39,14 @@ def test_cofinetune_demo_trains_vivit_and_reports_no_relations(tmp_path):
     assert set(summary["datasets"]) == {"kinetics_like", "moments_like", "ssv2_like", "activitynet_like"}
     assert all(r["videos"] == r["expected"] > 0 for r in summary["datasets"].values())
     assert "relations_precision_at_5" not in summary and not (tmp_path / "relations.png").exists()
+
+
+def test_sfa_demo_runs_both_stages_and_reports_them(tmp_path):
+    run_demo(tmp_path, "--recipe", "sfa")
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["recipe"] == "sfa" and summary["model"] == "vivit_fe_tiny"
+    assert [s["stage"] for s in summary["stages"]] == ["stage1_8f", "stage2_16f"]
+    assert all(s["minutes"] > 0 and s["steps"] > 0 for s in summary["stages"])
+    stage2 = tmp_path / "run-sfa" / "stage2_16f"
+    assert summary["checkpoint"].startswith(str(stage2)) and (stage2 / "stage.json").is_file()
+    assert all(r["videos"] == r["expected"] > 0 for r in summary["datasets"].values())
