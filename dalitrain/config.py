@@ -88,6 +88,7 @@ class ModelConfig:
     head_hidden_dim: int = 2048
     expander_hidden_dim: int = 4096
     drop_path_rate: float = 0.1
+    head_dropout: float = 0.0  # on the pooled embedding before every classifier head (PySlowFast's DROPOUT_RATE)
     activation_checkpointing: bool = False
     compile: bool = False
     pretrained: Optional[str] = None  # weights to start from; the file's layout picks the importer

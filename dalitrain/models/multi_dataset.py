@@ -30,9 +30,10 @@ class ModelOutput(NamedTuple):
 
 class MultiDatasetModel(nn.Module):
     def __init__(self, backbone: nn.Module, heads: list[nn.Module], expander: Optional[nn.Module] = None,
-                 projection: Optional[CrossDatasetProjection] = None):
+                 projection: Optional[CrossDatasetProjection] = None, head_dropout: float = 0.0):
         super().__init__()
         self.backbone = backbone
+        self.head_dropout = nn.Dropout(head_dropout)  # the classifiers' input only: the expander sees z itself
         self.heads = nn.ModuleList(heads)
         self.expander = expander
         self.projection = projection  # training signal only: see CrossDatasetProjection
@@ -42,7 +43,8 @@ class MultiDatasetModel(nn.Module):
 
     def forward(self, video: torch.Tensor) -> ModelOutput:
         z = self.backbone(video)  # [B, C, T, H, W] -> [B, d]
-        logits = [head(z) for head in self.heads]
+        dropped = self.head_dropout(z)
+        logits = [head(dropped) for head in self.heads]
         return ModelOutput(z, logits,
                            self.expander(z) if self.expander is not None else None,
                            self.projection(logits) if self.projection is not None else None)
@@ -85,7 +87,8 @@ def build_model(cfg: ModelConfig, *, num_classes: list[int], num_frames: int, cr
     heads = [classifier_head(backbone.embed_dim, c, cfg.head, cfg.head_hidden_dim) for c in num_classes]
     model = MultiDatasetModel(backbone, heads,
                               Expander(backbone.embed_dim, cfg.expander_hidden_dim) if expander else None,
-                              CrossDatasetProjection(num_classes) if projection else None)
+                              CrossDatasetProjection(num_classes) if projection else None,
+                              head_dropout=cfg.head_dropout)
     if cfg.compile:
         model.backbone.compile()  # in place: state-dict keys keep their names (no `_orig_mod.` prefix)
     return model

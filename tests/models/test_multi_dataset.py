@@ -103,3 +103,19 @@ def test_compile_flag_compiles_the_backbone_in_place_keeping_state_dict_keys():
     compiled = build_model(small_config(compile=True), num_classes=CLASSES, num_frames=8, crop_size=64)
     assert compiled.backbone._compiled_call_impl is not None and plain.backbone._compiled_call_impl is None
     assert list(compiled.state_dict()) == list(plain.state_dict())
+
+
+def test_head_dropout_drops_the_heads_input_in_training_only():
+    torch.manual_seed(0)
+    model = full_model(small_config(head_dropout=0.5, drop_path_rate=0.0)).train()
+    head = model.heads[0]
+    seen = []
+    head.register_forward_hook(lambda _module, inputs, _output: seen.append(inputs[0]))
+    out = model(torch.randn(4, 3, 8, 64, 64))
+    dropped = seen[-1]
+    zeroed = dropped == 0
+    assert 0.3 < zeroed.float().mean() < 0.7  # about half the features of the heads' input
+    torch.testing.assert_close(dropped[~zeroed], 2 * out.embedding[~zeroed])  # the survivors scaled by 1 / (1 - p)
+    model.eval()
+    out = model(torch.randn(2, 3, 8, 64, 64))
+    torch.testing.assert_close(seen[-1], out.embedding)  # no dropout at evaluation
