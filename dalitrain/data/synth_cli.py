@@ -1,4 +1,5 @@
-"""`dalitrain synth --out DIR [--preset demo|bench|tiny] [--seed N] [--codec vp9|vp8|mjpeg] [--workers N]`."""
+"""`dalitrain synth --out DIR [--preset demo|bench|tiny|ava_demo|...] [--seed N] [--codec vp9|vp8|mjpeg] [--workers N]`:
+the classification corpus, or (`ava_*` presets) the synthetic action-localisation dataset (`synth_ava.py`)."""
 from __future__ import annotations
 
 import argparse
@@ -8,14 +9,17 @@ import time
 from tqdm import tqdm
 
 from dalitrain.data.synth import PRESETS, generate_corpus
+from dalitrain.data.synth_ava import PRESETS as AVA_PRESETS
+from dalitrain.data.synth_ava import generate_ava
 from dalitrain.data.synth_render import CODECS
 from dalitrain.progress import interactive
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder (rerunning finishes an interrupted corpus)")
-    parser.add_argument("--preset", choices=list(PRESETS), default="demo",
-                        help="demo: small and quick; bench: 10 s 25 fps videos at short side 256; tiny: for tests")
+    parser.add_argument("--preset", choices=list(PRESETS) + list(AVA_PRESETS), default="demo",
+                        help="demo: small and quick; bench: 10 s 25 fps videos at short side 256; tiny: for tests; "
+                             "ava_demo / ava_tiny: action localisation in AVA's formats")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--codec", choices=list(CODECS), default="vp9")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: one per core)")
@@ -23,6 +27,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
+    if args.preset in AVA_PRESETS:
+        summary = generate_ava(args.out, preset=args.preset, seed=args.seed)
+        print(f"AVA-format dataset in {args.out} ({args.preset}, seed {args.seed}): {summary['videos']['train']} "
+              f"train and {summary['videos']['val']} val videos; training boxes per action {summary['train_counts']} "
+              f"after {time.perf_counter() - started:.1f} s")
+        return 0
     bar = None
 
     def report(done: int, total: int) -> None:
