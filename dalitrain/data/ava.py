@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional
 
+import numpy as np
+
 from dalitrain.errors import InputError
 
 BadRows = Literal["refuse", "skip"]
@@ -173,3 +175,38 @@ def write_detections(path: str | Path, rows: list[tuple[str, float, float, float
              for video, timestamp, x1, y1, x2, y2, action, score in rows]
     path.write_text("\n".join(lines) + ("\n" if lines else ""))
     return path
+
+
+@dataclass(frozen=True)
+class Keyframe:
+    """One annotated keyframe: its person boxes and each box's actions as a multi-hot row."""
+    video: str
+    timestamp: int
+    boxes: np.ndarray  # [N, 4] x1, y1, x2, y2 normalised
+    labels: np.ndarray  # [N, A] 0/1 over the label map's action ids in ascending order
+
+
+def keyframes(frames: Frames, actions: dict[int, str]) -> list[Keyframe]:
+    """Rows -> keyframes: AVA repeats a person's box once per action, so equal boxes of a frame are one person
+    whose actions are set in its multi-hot row (proposals, action -1, give boxes with no action)."""
+    column = {action: i for i, action in enumerate(sorted(actions))}
+    out = []
+    for key in sorted(frames):
+        video, timestamp = key.rsplit(",", 1)
+        people: dict[tuple, np.ndarray] = {}
+        for box in frames[key]:
+            coords = (round(box.x1, 6), round(box.y1, 6), round(box.x2, 6), round(box.y2, 6))
+            row = people.setdefault(coords, np.zeros(len(column), dtype=np.float32))
+            if box.action in column:
+                row[column[box.action]] = 1.0
+        out.append(Keyframe(video, int(timestamp), np.array(list(people), dtype=np.float32).reshape(-1, 4),
+                            np.stack(list(people.values())) if people else np.zeros((0, len(column)), np.float32)))
+    return out
+
+
+def keyframe_frames(timestamp: float, fps: float, num_frames: int, stride: int, video_frames: int) -> np.ndarray:
+    """T frame indices at `stride` centred on the keyframe (frame round(timestamp x fps)), as PySlowFast's AVA clips
+    (`range(centre - T * stride / 2, centre + T * stride / 2, stride)`), clamped to the video (edge frames repeat)."""
+    centre = round(timestamp * fps)
+    start = centre - (num_frames * stride) // 2
+    return np.clip(start + stride * np.arange(num_frames), 0, max(video_frames - 1, 0))

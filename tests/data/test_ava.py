@@ -1,10 +1,11 @@
 """The AVA files: label map, annotations, detections, proposals, exclusions; bad rows by file and line."""
 import re
 
+import numpy as np
 import pytest
 
-from dalitrain.data.ava import (Box, read_boxes, read_exclusions, read_labelmap, read_proposals,
-                                write_detections)
+from dalitrain.data.ava import (Box, keyframe_frames, keyframes, read_boxes, read_exclusions, read_labelmap,
+                                read_proposals, write_detections)
 from dalitrain.errors import InputError
 
 LABELMAP = 'item {\n  name: "walk"\n  id: 1\n}\nitem {\n  name: "talk"\n  label_id: 3\n}\n'
@@ -64,3 +65,20 @@ def test_proposals_keep_the_boxes_at_or_above_the_threshold(tmp_path):
     evaluation = read_proposals(tmp_path / "proposals.csv", threshold=0.2)
     assert [b.score for b in evaluation["v,0902"]] == [0.95, 0.8, 0.3] and "v,0903" not in evaluation
     assert all(b.action == -1 for b in evaluation["v,0902"])
+
+
+def test_rows_of_one_person_become_one_multi_hot_box():
+    frames = {"v,0902": [box(1, 0.1, 0.1, 0.5, 0.9), box(3, 0.1, 0.1, 0.5, 0.9), box(3, 0.6, 0.2, 0.9, 0.8)],
+              "v,0903": [box(-1, 0.2, 0.2, 0.4, 0.4, 0.9)]}  # a proposal: no action
+    first, second = keyframes(frames, ACTIONS)
+    assert (first.video, first.timestamp, second.timestamp) == ("v", 902, 903)
+    np.testing.assert_allclose(first.boxes, [[0.1, 0.1, 0.5, 0.9], [0.6, 0.2, 0.9, 0.8]], rtol=1e-6)
+    np.testing.assert_array_equal(first.labels, [[1, 1], [0, 1]])  # columns: actions 1 and 3
+    np.testing.assert_array_equal(second.labels, [[0, 0]])
+
+
+def test_keyframe_clips_are_centred_and_clamped():
+    # keyframe at 2 s of a 10 fps video: frame 20; 4 frames at stride 2 -> 16, 18, 20, 22
+    assert keyframe_frames(2, 10, 4, 2, 100).tolist() == [16, 18, 20, 22]
+    assert keyframe_frames(0, 10, 4, 2, 100).tolist() == [0, 0, 0, 2]  # before the start: the first frame
+    assert keyframe_frames(9.9, 10, 4, 2, 100).tolist() == [95, 97, 99, 99]  # past the end: the last
