@@ -41,3 +41,14 @@ def boxes_in_clip(boxes: np.ndarray, frame_hw: tuple[int, int], window: tuple[in
     if flip:
         out = np.stack([1.0 - out[:, 2], out[:, 1], 1.0 - out[:, 0], out[:, 3]], axis=1)
     return out, kept
+
+
+def batch_boxes(per_clip: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """[(boxes [M_b, 4] in clip b's crop, labels [M_b, A])] -> what a batch carries: boxes [N, 5] (the clip's index
+    in the batch, then x1, y1, x2, y2) and box_labels [N, A], N = sum of M_b (it varies from batch to batch)."""
+    actions = next((labels.shape[1] for _, labels in per_clip if labels.ndim == 2), 0)
+    rows = [np.concatenate([np.full((len(boxes), 1), b, dtype=np.float32), boxes.astype(np.float32)], axis=1)
+            for b, (boxes, _) in enumerate(per_clip)]
+    labels = [labels.astype(np.float32).reshape(-1, actions) for _, labels in per_clip]
+    return (np.concatenate(rows) if rows else np.zeros((0, 5), np.float32),
+            np.concatenate(labels) if labels else np.zeros((0, actions), np.float32))

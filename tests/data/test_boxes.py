@@ -47,3 +47,14 @@ def test_jitter_is_bounded_and_replays_with_the_seed():
     assert moved.mean() > 0.01  # it does move
     with pytest.raises(ValueError, match="random generator"):
         boxes_in_clip(boxes, (100, 100), (0, 0, 100, 100), flip=False, jitter=0.15)
+
+
+def test_a_batch_carries_boxes_with_their_clip_index_and_labels():
+    from dalitrain.data.boxes import batch_boxes
+    clip0 = (np.array([[0.1, 0.1, 0.5, 0.5], [0.2, 0.2, 0.3, 0.3]]), np.array([[1, 0, 0], [0, 1, 1]]))
+    clip1 = (np.zeros((0, 4)), np.zeros((0, 3)))  # every box left the crop
+    clip2 = (np.array([[0.0, 0.0, 1.0, 1.0]]), np.array([[0, 0, 1]]))
+    boxes, labels = batch_boxes([clip0, clip1, clip2])
+    np.testing.assert_allclose(boxes, [[0, 0.1, 0.1, 0.5, 0.5], [0, 0.2, 0.2, 0.3, 0.3], [2, 0, 0, 1, 1]])
+    np.testing.assert_array_equal(labels, [[1, 0, 0], [0, 1, 1], [0, 0, 1]])
+    assert boxes.dtype == labels.dtype == np.float32
