@@ -32,9 +32,11 @@ from pathlib import Path
 from typing import Optional
 
 import torch
+from matplotlib.ticker import ScalarFormatter
 
 from dalitrain.benchmarks.children import (add_child_options, pick_device, run_child, serve_child,
                                             time_training_steps)
+from dalitrain.figures import plt, save
 from dalitrain.models.registry import create_backbone
 
 LADDER = [4, 8, 16, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024]
@@ -168,26 +170,20 @@ def print_report(summary: dict, timing: dict, stage1: dict, curves: dict, device
     print(f"device: {device}; every ratio measured in this run")
 
 
-def plot_memory(curves: dict, budget: float, device: str, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")  # no display: write the file only
-    import matplotlib.pyplot as plt
-
+def plot_memory(curves: dict, budget: float, device: str, path: Path) -> Path:
     figure, axes = plt.subplots(figsize=(6.4, 4.2))
     for mode, label in (("full", "full fine-tuning"), ("sfa", "SFA stage 2 (frozen spatial + adapter)")):
         frames = [f for f, _ in curves[mode]]
         axes.plot(frames, [r["step_mem_mb"] for _, r in curves[mode]], marker="o", label=label)
     axes.axhline(budget, color="grey", linestyle="--", label=f"budget {budget:.0f} MB")
     axes.set_xscale("log", base=2)
-    axes.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())  # 4, 8, 16 rather than 2^2, 2^3, 2^4
+    axes.xaxis.set_major_formatter(ScalarFormatter())  # 4, 8, 16 rather than 2^2, 2^3, 2^4
     axes.set_xlabel("frames per clip (batch 1)")
     axes.set_ylabel("training-step memory (MB)" + (" of RSS growth" if device == "cpu" else ""))
     axes.set_title(f"Memory against clip length, {device}")
     axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize="small")  # below: no curve hidden
     axes.grid(True, alpha=0.3)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(figure)
+    return save(figure, path)
 
 
 if __name__ == "__main__":

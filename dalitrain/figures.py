@@ -12,9 +12,9 @@ never sees half of one.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import math
-import os
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -22,6 +22,7 @@ import matplotlib
 import numpy as np
 
 from dalitrain.errors import InputError
+from dalitrain.fileio import write_atomic
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
@@ -30,13 +31,11 @@ CELL_INCHES = 0.28  # per heatmap row or column: room for one class-name line
 
 
 def save(figure, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.png")
-    figure.savefig(tmp, dpi=110, bbox_inches="tight")
+    """The figure as a PNG at `path`, written atomically (`fileio.write_atomic`); the figure is closed."""
+    image = io.BytesIO()
+    figure.savefig(image, format="png", dpi=110, bbox_inches="tight")
     plt.close(figure)
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, image.getvalue())
 
 
 def relations_figure(weights: dict[tuple[int, int], np.ndarray], names: list[str], class_names: list[list[str]],
