@@ -129,3 +129,17 @@ def test_train_refuses_a_missing_init_from_in_one_line(config_file, tmp_path, ca
     assert main([str(config_file), "stages=[]", f"model.init_from={missing}", f"train.output_dir={tmp_path}"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"dalitrain train: error: {missing}: checkpoint not found"
+
+
+def test_a_damaged_stage_record_is_one_line(tmp_path):
+    from dalitrain.errors import InputError
+    from dalitrain.train import _read_record
+    record = tmp_path / "stage.json"
+    record.write_text("{not json")
+    with pytest.raises(InputError, match=r"stage.json: not a finished stage's record \(JSONDecodeError: .*\); delete "
+                                         r"it to run the stage again") as err:
+        _read_record(record)
+    assert "\n" not in str(err.value)
+    record.write_text('{"stage": "s1"}')
+    with pytest.raises(InputError, match=r"stage.json: not a finished stage's record \(KeyError: 'evaluation'\)"):
+        _read_record(record)
