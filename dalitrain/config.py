@@ -50,9 +50,22 @@ class DatasetConfig:
     val_manifest: Optional[str] = None
     root: str = ""  # prefix joined to every relative video path of the manifests
     class_names: Optional[str] = None  # one name per line, or JSON {name: id}
-    sampling: Literal["clip", "uniform", "segment"] = "clip"
+    sampling: Literal["clip", "uniform", "segment", "keyframe"] = "clip"
     flip: bool = True  # False for datasets whose labels depend on left/right (SSv2)
     weight: Optional[float] = None  # sampling weight; None = proportional to the dataset's size
+    # Action localisation (AVA's formats, dalitrain.data.ava): `manifest` / `val_manifest` are the annotation CSVs,
+    # videos are `root/VIDEO_ID.*`, and every annotated keyframe is a sample (sampling: keyframe) whose boxes
+    # go through the box head and binary cross-entropy; num_classes is the label map's size.
+    task: Literal["classification", "localisation"] = "classification"
+    labelmap: Optional[str] = None  # AVA `.pbtxt` (localisation)
+    val_proposals: Optional[str] = None  # person detector boxes with scores, for evaluation
+    proposal_threshold: float = 0.2  # proposals scored below are dropped (0.2 for evaluation in the paper)
+    eval_boxes: Literal["groundtruth", "proposals"] = "groundtruth"  # the boxes evaluation classifies
+    excluded: Optional[str] = None  # AVA's excluded-timestamps CSV (frames left out of evaluation)
+    start_second: float = 0.0  # the timestamp of a video's first frame (900 for AVA's movies cut at 15 min)
+    box_jitter: float = 0.0  # training: each box side moves by up to this share of the box (0.15 for AVA)
+    bad_rows: Literal["refuse", "skip"] = "refuse"  # annotation rows that break the format
+    frequency_split: list[int] = field(default_factory=lambda: [10_000, 1_000])  # head above, tail below (AVA's)
 
 
 @dataclass
@@ -89,6 +102,8 @@ class ModelConfig:
     expander_hidden_dim: int = 4096
     drop_path_rate: float = 0.1
     head_dropout: float = 0.0  # on the pooled embedding before every classifier head (PySlowFast's DROPOUT_RATE)
+    box_resolution: int = 7  # ROI-Align output cells per side of the box head (localisation), as PySlowFast's
+    box_dropout: float = 0.5  # before the box head's linear layer (PySlowFast's AVA recipe)
     activation_checkpointing: bool = False
     compile: bool = False
     pretrained: Optional[str] = None  # weights to start from; the file's layout picks the importer
@@ -348,6 +363,25 @@ def _check_consistent(cfg: ExperimentConfig, source: str) -> None:
     if cfg.method == "multitrain" and cfg.loss.projection != "none" and len(cfg.data.datasets) < 2:
         raise ConfigError(f"{source}: loss.projection: {cfg.loss.projection} projects between datasets, but "
                           f"data.datasets has {len(cfg.data.datasets)} (use none)")
+    localisation = [i for i, d in enumerate(cfg.data.datasets) if d.task == "localisation"]
+    for i in localisation:
+        ds = cfg.data.datasets[i]
+        if ds.labelmap is None:
+            raise ConfigError(f"{source}: data.datasets.{i}.labelmap: a localisation dataset needs its label map")
+        if ds.sampling != "keyframe":
+            raise ConfigError(f"{source}: data.datasets.{i}.sampling: a localisation dataset samples keyframe "
+                              f"clips (sampling: keyframe), got {ds.sampling}")
+        if ds.eval_boxes == "proposals" and ds.val_proposals is None:
+            raise ConfigError(f"{source}: data.datasets.{i}.eval_boxes: proposals, but val_proposals is not set")
+    if len(localisation) > 1:
+        raise ConfigError(f"{source}: data.datasets: one localisation dataset per run (one box head), got "
+                          f"{len(localisation)}")
+    if localisation and cfg.method != "cofinetune":
+        raise ConfigError(f"{source}: method: a localisation dataset trains with method: cofinetune (MultiTrain's "
+                          "projections and informative loss are defined on clip logits)")
+    for i, ds in enumerate(cfg.data.datasets):
+        if ds.task == "classification" and ds.sampling == "keyframe":
+            raise ConfigError(f"{source}: data.datasets.{i}.sampling: keyframe clips are for task: localisation")
     if cfg.loss.projection_sparsity > 0 and cfg.loss.projection == "none":
         raise ConfigError(f"{source}: loss.projection_sparsity: regularises the projections, but loss.projection "
                           "is none")

@@ -22,6 +22,10 @@ Stages, each inside an NVTX range (`dalitrain.decode`, `dalitrain.dali`, `dalitr
 4. its output is copied into (pinned, with CUDA) torch tensors, on the current CUDA stream.
 Steps 2-4 of batch k + 1 run in a background thread while the consumer trains on batch k.
 
+Localisation samples (AVA) carry their keyframe's person boxes: each sample's boxes go through the crop window
+and flip its plan gave the graph (dalitrain.data.boxes), with the box jitter drawn from a generator of (seed, epoch,
+position in the epoch), so a resumed run draws the same; the batch collates them into `boxes` and `box_labels`.
+
 Bad files: a file that fails to decode is quarantined for the rest of the run and its sample is replaced by
 another video of the same dataset (chosen deterministically from the sample's position), so batch sizes and the
 epoch's length never change. With in-loader decoding a failure is just a caught exception; when the graph
@@ -47,6 +51,7 @@ from nvidia.dali.plugin.pytorch import feed_ndarray
 
 from dalitrain.config import DataConfig, EvalConfig
 from dalitrain.data.batch import Batch
+from dalitrain.data.boxes import batch_boxes, boxes_in_clip
 from dalitrain.data.records import load_records
 from dalitrain.data.sampling import (ClipRecipe, DatasetRecords, Sample, eval_plan, replacement_video,
                                      sample_frames, train_plan)
@@ -276,7 +281,7 @@ class VideoLoader:
                         video = self._feed_and_run(self.frames_pipe, samples, decoded, encoded=False)
                         break
         with nvtx.annotate("dalitrain.to_torch", color="red"):
-            return self._to_batch(samples, video)
+            return self._to_batch(step, samples, video)
 
     def _after_graph_failure(self, step: int, samples: list[Sample], err: RuntimeError):
         """Find which files broke the graph (PyAV decodes them on the CPU), quarantine and replace them:
@@ -297,7 +302,25 @@ class VideoLoader:
             samples[i] = self._replacement(samples[i], step * self.batch_size + i)
         return (*self._collect(step, samples, self._submit(samples)), None)
 
-    def _to_batch(self, samples: list[Sample], video) -> Batch:
+    def _boxes(self, step: int, samples: list[Sample]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The localisation samples' boxes moved with their clips, collated (`Batch.boxes`, `Batch.box_labels`)."""
+        actions = next(d.num_classes for d in self.data.datasets if d.task == "localisation")
+        per_clip = []
+        for i, s in enumerate(samples):
+            table = self.datasets[s.dataset].boxes
+            if table is None:  # a classification sample: no boxes
+                per_clip.append((np.zeros((0, 4)), np.zeros((0, actions))))
+                continue
+            keyframe = table[s.video]
+            window = Window(s.short_side, s.crop_anchor, self.data.crop_size).box(*keyframe.frame_hw)
+            jitter = self.data.datasets[s.dataset].box_jitter if self.training else 0.0
+            rng = np.random.default_rng([self.seed, self.epoch, step * self.batch_size + i]) if jitter else None
+            boxes, kept = boxes_in_clip(keyframe.boxes, keyframe.frame_hw, window, s.flip, jitter=jitter, rng=rng)
+            per_clip.append((boxes, keyframe.labels[kept]))
+        boxes, labels = batch_boxes(per_clip)
+        return torch.from_numpy(boxes), torch.from_numpy(labels)
+
+    def _to_batch(self, step: int, samples: list[Sample], video) -> Batch:
         tensor = video.as_tensor()
         if self.device == "cpu" and not torch.cuda.is_available():
             # zero copy: DALI's dynamic executor gives every run fresh output memory that the tensor keeps alive
@@ -311,12 +334,15 @@ class VideoLoader:
         if self.data.output_dtype == "bfloat16":
             out = out.to(torch.bfloat16)
         datasets = self.datasets
+        boxes, box_labels = self._boxes(step, samples) if any(d.boxes is not None for d in datasets) else (None, None)
         return Batch(
             video=out,
             label=torch.tensor([datasets[s.dataset].videos[s.video].label for s in samples], dtype=torch.int64),
             dataset=torch.tensor([s.dataset for s in samples], dtype=torch.int64),
             index=torch.tensor([datasets[s.dataset].videos[s.video].row for s in samples], dtype=torch.int64),
             valid=torch.tensor([s.valid for s in samples], dtype=torch.bool),
+            boxes=boxes,
+            box_labels=box_labels,
         )
 
     def close(self) -> None:

@@ -48,6 +48,21 @@ def test_loads_typed_sections(tmp_path):
      "regularises the projections, but loss.projection is none"),
     (MINIMAL + "loss: {projection: true}\n", "loss.projection", "must be one of 'none', 'paper', 'released'"),
     (MINIMAL + "loss: {uncertainty: sigma}\n", "loss.uncertainty", "must be one of 'none', 'log_sigma', 'sigma_sq'"),
+    (MINIMAL.replace("sampling: uniform", "task: localisation, sampling: keyframe"), "data.datasets.1.labelmap",
+     "needs its label map"),
+    (MINIMAL.replace("sampling: uniform", "task: localisation, labelmap: m.pbtxt"), "data.datasets.1.sampling",
+     "samples keyframe clips (sampling: keyframe), got clip"),
+    (MINIMAL.replace("sampling: uniform", "sampling: keyframe"), "data.datasets.1.sampling",
+     "keyframe clips are for task: localisation"),
+    (MINIMAL.replace("sampling: uniform", "task: localisation, sampling: keyframe, labelmap: m.pbtxt"), "method",
+     "a localisation dataset trains with method: cofinetune"),
+    (MINIMAL.replace("sampling: uniform", "task: localisation, sampling: keyframe, labelmap: m.pbtxt, "
+                     "eval_boxes: proposals") + "method: cofinetune\n", "data.datasets.1.eval_boxes",
+     "proposals, but val_proposals is not set"),
+    (MINIMAL.replace("{name: a, manifest: a.txt, num_classes: 3}", "{name: a, manifest: a.csv, num_classes: 3, "
+                     "task: localisation, sampling: keyframe, labelmap: m.pbtxt}")
+     .replace("sampling: uniform", "task: localisation, sampling: keyframe, labelmap: m.pbtxt")
+     + "method: cofinetune\n", "data.datasets", "one localisation dataset per run (one box head), got 2"),
 ])
 def test_bad_file_names_file_and_key(tmp_path, text, key, reason):
     path = write(tmp_path, text)

@@ -203,10 +203,3 @@ def keyframes(frames: Frames, actions: dict[int, str]) -> list[Keyframe]:
                             np.stack(list(people.values())) if people else np.zeros((0, len(column)), np.float32)))
     return out
 
-
-def keyframe_frames(timestamp: float, fps: float, num_frames: int, stride: int, video_frames: int) -> np.ndarray:
-    """T frame indices at `stride` centred on the keyframe (frame round(timestamp x fps)), as PySlowFast's AVA clips
-    (`range(centre - T * stride / 2, centre + T * stride / 2, stride)`), clamped to the video (edge frames repeat)."""
-    centre = round(timestamp * fps)
-    start = centre - (num_frames * stride) // 2
-    return np.clip(start + stride * np.arange(num_frames), 0, max(video_frames - 1, 0))

@@ -4,6 +4,11 @@ Frame counts come from the scan index (`data.scan_index`, written by `dalitrain 
 by manifest and row) when there is one; its quarantine (records with `ok: false`) is honoured. Without an index
 each video is probed with PyAV once per process; a video that cannot be probed is quarantined with its reason.
 Quarantined videos never enter a plan.
+
+A localisation dataset (`task: localisation`, AVA's files) gives one record per annotated keyframe: its movie's
+video (`root/VIDEO_ID.*`), the keyframe's frame (`(timestamp - start_second) x fps`) and the keyframe's person
+boxes with their multi-hot actions; the validation split classifies its ground-truth boxes or the proposals
+(`eval_boxes`), and leaves out the excluded timestamps.
 """
 from __future__ import annotations
 
@@ -13,9 +18,10 @@ from pathlib import Path
 from typing import Literal, Optional
 
 from dalitrain.config import DataConfig, DatasetConfig, resolve_path
+from dalitrain.data.ava import keyframes, read_boxes, read_exclusions, read_labelmap, read_proposals
 from dalitrain.data.manifest import ManifestEntry, read_manifest
-from dalitrain.data.probe import probe_video
-from dalitrain.data.sampling import DatasetRecords, VideoRecord
+from dalitrain.data.probe import VideoInfo, probe_video
+from dalitrain.data.sampling import DatasetRecords, KeyframeBoxes, VideoRecord
 from dalitrain.data.scan import DECODER_FAMILY, ScanIndexError, ScanRecord, index_decoder, load_index, record_key
 from dalitrain.engine.distributed import is_main_process
 from dalitrain.errors import InputError, UsageError
@@ -24,9 +30,8 @@ log = logging.getLogger(__name__)
 
 
 @lru_cache(maxsize=None)
-def _probe(path: str, mtime: float) -> tuple[int, float]:
-    info = probe_video(path)
-    return info.frames, info.fps
+def _probe(path: str, mtime: float) -> VideoInfo:
+    return probe_video(path)
 
 
 def _video_info(path: Path, record: Optional[ScanRecord]) -> tuple[int, float]:
@@ -36,6 +41,11 @@ def _video_info(path: Path, record: Optional[ScanRecord]) -> tuple[int, float]:
         if not record.ok:
             raise ValueError(f"{record.reason} ({record.detail})" if record.detail else record.reason)
         return record.frames, record.fps
+    info = _probed(path)
+    return info.frames, info.fps
+
+
+def _probed(path: Path) -> VideoInfo:
     try:
         return _probe(str(path), path.stat().st_mtime)
     except FileNotFoundError:
@@ -59,6 +69,8 @@ def dataset_records(data: DataConfig, ds: DatasetConfig, split: Literal["train",
     manifest = ds.manifest if split == "train" else ds.val_manifest
     if manifest is None:
         raise UsageError(f"dataset {ds.name}: no val_manifest for evaluation")
+    if ds.task == "localisation":
+        return localisation_records(data, ds, split)
     root = resolve_path(data.base_dir, ds.root)
     manifest_path = resolve_path(data.base_dir, manifest)
     videos, quarantined = [], {}
@@ -74,12 +86,56 @@ def dataset_records(data: DataConfig, ds: DatasetConfig, split: Literal["train",
             quarantined[str(path)] = "no frames"
             continue
         videos.append(VideoRecord(path, entry.label, entry.row, frames, _segment(entry, fps)))
+    _report(ds, manifest, videos, quarantined)
+    return DatasetRecords(ds.name, videos, ds.sampling, ds.flip, ds.weight), quarantined
+
+
+def _report(ds: DatasetConfig, manifest: str, videos: list, quarantined: dict[str, str]) -> None:
     if is_main_process():  # every rank reads the whole manifest: one of them reports
         for path, reason in quarantined.items():
             log.warning("dataset %s: quarantined %s (%s)", ds.name, path, reason)
     if not videos:
         raise InputError(f"dataset {ds.name}: no playable video in {manifest} ({len(quarantined)} quarantined)")
-    return DatasetRecords(ds.name, videos, ds.sampling, ds.flip, ds.weight), quarantined
+
+
+def movie_files(root: Path) -> dict[str, Path]:
+    """AVA's videos, one per movie: video id (the file name without its extension) -> file."""
+    if not root.is_dir():
+        raise InputError(f"{root}: the localisation dataset's video folder does not exist")
+    return {p.stem: p for p in sorted(root.iterdir()) if p.is_file()}
+
+
+def localisation_records(data: DataConfig, ds: DatasetConfig,
+                         split: Literal["train", "val"]) -> tuple[DatasetRecords, dict[str, str]]:
+    """One record per annotated keyframe (module docstring); its boxes in `DatasetRecords.boxes`."""
+    actions = read_labelmap(resolve_path(data.base_dir, ds.labelmap))
+    if len(actions) != ds.num_classes:
+        raise InputError(f"dataset {ds.name}: num_classes is {ds.num_classes}, but {ds.labelmap} has "
+                         f"{len(actions)} actions")
+    movies = movie_files(resolve_path(data.base_dir, ds.root))
+    manifest = ds.manifest if split == "train" else ds.val_manifest
+    truth = read_boxes(resolve_path(data.base_dir, manifest), set(actions), scored=False, videos=set(movies),
+                       bad_rows=ds.bad_rows)
+    excluded = read_exclusions(resolve_path(data.base_dir, ds.excluded) if ds.excluded else None)
+    frames = {key: boxes for key, boxes in truth.items() if split == "train" or key not in excluded}
+    if split == "val" and ds.eval_boxes == "proposals":  # every annotated keyframe, with the detector's boxes
+        found = read_proposals(resolve_path(data.base_dir, ds.val_proposals), threshold=ds.proposal_threshold,
+                               videos=set(movies), bad_rows=ds.bad_rows)
+        frames = {key: found.get(key, []) for key in frames}
+    videos, boxes, quarantined = [], [], {}
+    for keyframe in keyframes(frames, actions):
+        path = movies[keyframe.video]
+        try:
+            info = _probed(path)
+        except ValueError as err:
+            quarantined[str(path)] = str(err)
+            continue
+        centre = round((keyframe.timestamp - ds.start_second) * info.fps)
+        videos.append(VideoRecord(path, 0, len(videos), info.frames, keyframe=centre))
+        boxes.append(KeyframeBoxes(keyframe.boxes, keyframe.labels, (info.height, info.width), keyframe.video,
+                                   keyframe.timestamp))
+    _report(ds, manifest, videos, quarantined)
+    return DatasetRecords(ds.name, videos, "keyframe", ds.flip, ds.weight, boxes), quarantined
 
 
 def load_records(data: DataConfig, split: Literal["train", "val"],

@@ -4,8 +4,8 @@ Everything a batch will contain is decided here, in numpy, from (seed, epoch) al
 - the per-sample random augmentation parameters too (short side, crop anchor, flip), so the DALI graph takes them
   as op inputs. That makes a run resumed at step k produce exactly the batches k, k+1, ... of the uninterrupted run
   (DALI's own random ops would restart their generator on resume), and lets tests check plans without DALI.
-- the frame indices of each clip, through three policies (`clip_indices`, `uniform_indices`, segments), plus the
-  multi-view evaluation layout (`eval_plan`).
+- the frame indices of each clip, through four policies (`clip_indices`, `uniform_indices`, segments, clips
+  centred on an annotated keyframe), plus the multi-view evaluation layout (`eval_plan`).
 - sharding: every rank gets the same number of batches of the same size; the stream is padded with duplicates
   flagged `valid=False` so that metrics can exclude them (and no DDP rank waits for a batch that never comes).
 
@@ -33,6 +33,7 @@ class VideoRecord:
     row: int  # manifest row: the `index` of the Batch
     frames: int  # frame count from the scan index or the probe
     segment: Optional[tuple[int, int]] = None  # [start, end) in frames, for trimmed segments
+    keyframe: Optional[int] = None  # the annotated frame a localisation sample's clip is centred on
 
 
 @dataclass(frozen=True)
@@ -41,9 +42,23 @@ class DatasetRecords:
 
     name: str
     videos: list[VideoRecord]
-    sampling: Literal["clip", "uniform", "segment"] = "clip"
+    sampling: Literal["clip", "uniform", "segment", "keyframe"] = "clip"
     flip: bool = True
     weight: Optional[float] = None
+    # localisation: per video (keyframe) its person boxes and what the loader needs to move them with the clip
+    boxes: Optional[list["KeyframeBoxes"]] = None
+
+
+@dataclass(frozen=True)
+class KeyframeBoxes:
+    """A localisation sample's boxes: [N, 4] x1, y1, x2, y2 normalised to the frame, their multi-hot actions
+    [N, A] (zeros for proposals), the frame's (height, width) and the keyframe's AVA key (video id, second)."""
+
+    boxes: np.ndarray
+    labels: np.ndarray
+    frame_hw: tuple[int, int]
+    video_id: str
+    timestamp: int
 
 
 @dataclass(frozen=True)
@@ -64,6 +79,11 @@ class Sample:
     crop_anchor: tuple[float, float]  # crop position in [0, 1] along the (long, short) side
     flip: bool
     valid: bool = True
+
+
+# A short side so small that the crop window covers the whole frame (the crop is clipped to the frame), which is
+# then scaled to crop x crop: how localisation is evaluated, so that no ground-truth box is cut off.
+FULL_FRAME = 1e-3
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -106,11 +126,20 @@ def uniform_indices(video_frames: int, num_frames: int, rng: Optional[np.random.
     return np.clip(frames, 0, video_frames - 1)
 
 
+def keyframe_indices(video_frames: int, recipe: ClipRecipe, centre: int) -> np.ndarray:
+    """T frames at the stride centred on frame `centre`, as PySlowFast's AVA clips (`range(centre - T * stride / 2,
+    centre + T * stride / 2, stride)`), clamped to the video (edge frames repeat)."""
+    start = centre - (recipe.num_frames * recipe.stride) // 2
+    return np.clip(start + recipe.stride * np.arange(recipe.num_frames), 0, max(video_frames - 1, 0))
+
+
 def sample_frames(video: VideoRecord, policy: str, recipe: ClipRecipe, rng: Optional[np.random.Generator],
                   view: int = 0, num_views: int = 1) -> np.ndarray:
     """The frame indices of one clip under the dataset's policy (`clip`, `uniform`, `segment`)."""
     if policy == "uniform":
         return uniform_indices(video.frames, recipe.num_frames, rng, view, num_views)
+    if policy == "keyframe":
+        return keyframe_indices(video.frames, recipe, video.keyframe)
     first, end = video.segment if policy == "segment" and video.segment else (0, video.frames)
     end = min(end, video.frames)
     first = min(first, end - 1)
@@ -234,9 +263,12 @@ def eval_plan(datasets: Sequence[DatasetRecords], recipe: ClipRecipe, *, batch_s
     position = 0
     for d, ds in enumerate(datasets):
         for v, video in enumerate(ds.videos):
-            views = [Sample(d, v, sample_frames(video, ds.sampling, recipe, None, t, temporal_views),
-                            float(short_side), (anchor, 0.5), False)
-                     for t in range(temporal_views) for anchor in spatial_anchors(spatial_views)]
+            if ds.sampling == "keyframe":  # one view of the whole frame: the boxes are where they were annotated
+                views = [Sample(d, v, sample_frames(video, ds.sampling, recipe, None), FULL_FRAME, (0.5, 0.5), False)]
+            else:
+                views = [Sample(d, v, sample_frames(video, ds.sampling, recipe, None, t, temporal_views),
+                                float(short_side), (anchor, 0.5), False)
+                         for t in range(temporal_views) for anchor in spatial_anchors(spatial_views)]
             per_rank[position % num_shards].extend(views)
             position += 1
     longest = max(len(samples) for samples in per_rank)

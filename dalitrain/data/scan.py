@@ -447,6 +447,10 @@ def _targets_from_config(path: str, min_frames: Optional[int]) -> tuple[list[Sca
     data = cfg.data
     targets = []
     for ds in data.datasets:
+        if ds.task == "localisation":  # its "manifests" are AVA's box CSVs: the loader probes its movies itself
+            print(f"dalitrain scan: {ds.name}: localisation dataset not scanned (its videos are probed when loaded)",
+                  file=sys.stderr)
+            continue
         clip = data.num_frames if ds.sampling == "uniform" else data.num_frames * data.stride
         root = resolve_path(data.base_dir, ds.root)
         for manifest in (ds.manifest, ds.val_manifest):

@@ -8,7 +8,7 @@ that data-parallel ranks holding different shares of a dataset still add up to t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import torch
 import torch.distributed as dist
@@ -44,6 +44,7 @@ class Targets:
     label: torch.Tensor  # [B] int64
     mixed: torch.Tensor  # [B] int64
     lam: torch.Tensor  # [B] float
+    box_labels: Optional[torch.Tensor] = None  # [N, A] multi-hot actions of the batch's boxes (localisation)
 
     @classmethod
     def plain(cls, label: torch.Tensor) -> "Targets":

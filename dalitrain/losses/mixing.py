@@ -8,6 +8,8 @@ from torch's global generator, which checkpoints save and restore, so resumed ru
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
 from dalitrain.losses.classification import Targets
@@ -42,13 +44,18 @@ def _cut_box(height: int, width: int, lam: float) -> tuple[int, int, int, int]:
 
 
 def mix_within_datasets(video: torch.Tensor, label: torch.Tensor, dataset: torch.Tensor, *,
-                        mixup_alpha: float, cutmix_alpha: float) -> tuple[torch.Tensor, Targets]:
-    """Mixup or CutMix (chosen at random when both alphas are > 0) on video [B, C, T, H, W].
+                        mixup_alpha: float, cutmix_alpha: float,
+                        alone: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, Targets]:
+    """Mixup or CutMix (chosen at random when both alphas are > 0) on video [B, C, T, H, W]; rows where `alone`
+    [B] is True (localisation clips, whose boxes would not survive mixing) are each their own partner: unchanged.
 
     Returns the mixed video and the targets; with both alphas 0 the input comes back unchanged.
     """
     if mixup_alpha <= 0 and cutmix_alpha <= 0:
         return video, Targets.plain(label)
+    if alone is not None:  # a group of its own for each such row: ids past every dataset's
+        rows = torch.arange(dataset.shape[0], device=dataset.device)
+        dataset = torch.where(alone, dataset.max() + 1 + rows, dataset)
     partner = permutation_within_groups(dataset)
     use_cutmix = cutmix_alpha > 0 and (mixup_alpha <= 0 or bool(torch.rand(()) < 0.5))
     if use_cutmix:
@@ -60,6 +67,6 @@ def mix_within_datasets(video: torch.Tensor, label: torch.Tensor, dataset: torch
         lam = 1.0 - (y1 - y0) * (x1 - x0) / (height * width)
     else:
         lam = _beta(mixup_alpha)
-        video = lam * video + (1.0 - lam) * video[partner]
+        video = torch.lerp(video[partner], video, lam)  # lam video + (1 - lam) partner; exact for a self-partner
     lam_rows = torch.full(label.shape, lam, dtype=torch.float32, device=label.device)
     return video, Targets(label, label[partner], lam_rows)

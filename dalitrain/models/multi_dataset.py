@@ -2,7 +2,8 @@
 `init_from_checkpoint`, which starts the whole of it from another run's checkpoint (a curriculum's next stage).
 
 MultiTrain adds the expander (input of the informative loss) and the directed cross-dataset projections;
-co-finetuning adds nothing. The method decides (`dalitrain.methods.model_parts`), so a model never holds a
+co-finetuning adds nothing. A localisation dataset (AVA) gets a box head on the backbone's feature map instead of
+a classifier: its slot in `logits` is None, and `box_logits` scores the batch's boxes. The method decides (`dalitrain.methods.model_parts`), so a model never holds a
 module its criterion does not use, and data-parallel training needs no search for unused parameters.
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ from torch import nn
 
 from dalitrain.config import ModelConfig
 from dalitrain.errors import UsageError
+from dalitrain.models.box_head import BoxHead
 from dalitrain.models.heads import CrossDatasetProjection, Expander, Projections, classifier_head
 from dalitrain.models.layers import trunc_normal_init
 from dalitrain.models.pretrained import (CheckpointError, LoadReport, detect_layout, load_pretrained, match_state,
@@ -23,16 +25,19 @@ from dalitrain.models.registry import create_backbone
 
 class ModelOutput(NamedTuple):
     embedding: torch.Tensor  # [B, d] pooled backbone output
-    logits: list[torch.Tensor]  # one [B, C_k] per dataset k: what evaluation scores
+    logits: list[Optional[torch.Tensor]]  # one [B, C_k] per dataset k: what evaluation scores (None: localisation)
     expanded: Optional[torch.Tensor] = None  # [B, e] expander output (MultiTrain's informative loss)
     projected: Optional[Projections] = None  # W_ik logits_i for every i != k, and sum |W| (MultiTrain)
+    box_logits: Optional[torch.Tensor] = None  # [N, A] action logits of the batch's boxes (with a box head)
 
 
 class MultiDatasetModel(nn.Module):
     def __init__(self, backbone: nn.Module, heads: list[nn.Module], expander: Optional[nn.Module] = None,
-                 projection: Optional[CrossDatasetProjection] = None, head_dropout: float = 0.0):
+                 projection: Optional[CrossDatasetProjection] = None, head_dropout: float = 0.0,
+                 box_head: Optional[BoxHead] = None, box_dataset: Optional[int] = None):
         super().__init__()
         self.backbone = backbone
+        self.box_head, self.box_dataset = box_head, box_dataset  # heads[box_dataset] is a parameter-free stand-in
         self.head_dropout = nn.Dropout(head_dropout)  # the classifiers' input only: the expander sees z itself
         self.heads = nn.ModuleList(heads)
         self.expander = expander
@@ -41,13 +46,20 @@ class MultiDatasetModel(nn.Module):
             if module is not None:
                 module.apply(trunc_normal_init)
 
-    def forward(self, video: torch.Tensor) -> ModelOutput:
-        z = self.backbone(video)  # [B, C, T, H, W] -> [B, d]
+    def forward(self, video: torch.Tensor, boxes: Optional[torch.Tensor] = None) -> ModelOutput:
+        """video [B, C, T, H, W]; boxes [N, 5] (clip index, x1, y1, x2, y2 normalised) for the box head. The box
+        head runs on every batch, on no boxes when there are none, so that data-parallel ranks share one graph."""
+        box_logits = None
+        if self.box_head is None:
+            z = self.backbone(video)  # [B, C, T, H, W] -> [B, d]
+        else:
+            z, feature_map = self.backbone.features(video)  # [B, d], [B, d, T', H', W']
+            box_logits = self.box_head(feature_map, boxes if boxes is not None else video.new_zeros(0, 5))
         dropped = self.head_dropout(z)
-        logits = [head(dropped) for head in self.heads]
+        logits = [head(dropped) if k != self.box_dataset else None for k, head in enumerate(self.heads)]
         return ModelOutput(z, logits,
                            self.expander(z) if self.expander is not None else None,
-                           self.projection(logits) if self.projection is not None else None)
+                           self.projection(logits) if self.projection is not None else None, box_logits)
 
     def param_groups(self, weight_decay: float) -> list[dict]:
         """Optimizer groups: decay on weight matrices and conv kernels; none on norms, biases (ndim <= 1) and on
@@ -66,9 +78,10 @@ class MultiDatasetModel(nn.Module):
 
 
 def build_model(cfg: ModelConfig, *, num_classes: list[int], num_frames: int, crop_size: int,
-                expander: bool = False, projection: bool = False) -> MultiDatasetModel:
+                expander: bool = False, projection: bool = False, box_dataset: Optional[int] = None) -> MultiDatasetModel:
     """The backbone `cfg.arch` for T x crop x crop clips with one head per dataset; `expander` and `projection`
-    come from the training method (`dalitrain.methods.model_parts`)."""
+    come from the training method (`dalitrain.methods.model_parts`); dataset `box_dataset` (localisation) gets a
+    box head with num_classes[box_dataset] actions instead of a classifier."""
     runtime = {"num_frames": "data.num_frames", "crop_size": "data.crop_size", "drop_path_rate": "model.drop_path_rate",
                "activation_checkpointing": "model.activation_checkpointing", "adapter": "model.adapter"}
     for key in cfg.arch_options:
@@ -84,11 +97,17 @@ def build_model(cfg: ModelConfig, *, num_classes: list[int], num_frames: int, cr
         if not hasattr(backbone, "freeze"):
             raise UsageError(f"model.freeze: {cfg.arch} names no module groups to freeze")
         backbone.freeze(cfg.freeze)
-    heads = [classifier_head(backbone.embed_dim, c, cfg.head, cfg.head_hidden_dim) for c in num_classes]
+    heads = [classifier_head(backbone.embed_dim, c, cfg.head, cfg.head_hidden_dim) if k != box_dataset
+             else nn.Identity() for k, c in enumerate(num_classes)]
+    box_head = None
+    if box_dataset is not None:
+        box_head = BoxHead(backbone.embed_dim, num_classes[box_dataset], (cfg.box_resolution, cfg.box_resolution),
+                           dropout=cfg.box_dropout)
+        box_head.apply(trunc_normal_init)
     model = MultiDatasetModel(backbone, heads,
                               Expander(backbone.embed_dim, cfg.expander_hidden_dim) if expander else None,
                               CrossDatasetProjection(num_classes) if projection else None,
-                              head_dropout=cfg.head_dropout)
+                              head_dropout=cfg.head_dropout, box_head=box_head, box_dataset=box_dataset)
     if cfg.compile:
         model.backbone.compile()  # in place: state-dict keys keep their names (no `_orig_mod.` prefix)
     return model

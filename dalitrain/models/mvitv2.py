@@ -114,11 +114,12 @@ class MViTv2(nn.Module):
         x, _ = self.forward_features(video)
         return self.norm(x).mean(dim=1)  # [B, L, D] -> [B, D]
 
-    def feature_map(self, video: torch.Tensor) -> torch.Tensor:
-        """video [B, C, T, H, W] -> the normalised last-stage tokens on their grid [B, D, T', H', W']."""
+    def features(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """video [B, C, T, H, W] -> (the embedding `forward` gives [B, D], the normalised last-stage tokens on their
+        grid [B, D, T', H', W']) from one pass."""
         x, grid = self.forward_features(video)
         x = self.norm(x)  # [B, T'*H'*W', D]
-        return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], *grid)  # [B, D, T', H', W']
+        return x.mean(dim=1), x.transpose(1, 2).reshape(x.shape[0], x.shape[2], *grid)  # [B, D], [B, D, T', H', W']
 
     def no_weight_decay(self) -> set[str]:
         return {"pos_embed_spatial", "pos_embed_temporal"}

@@ -6,8 +6,9 @@ architecture's name; each architecture keeps its own config dataclass, its own i
 - `backbone(video) -> embedding`: video [B, 3, T, H, W] (normalised, T x crop x crop) -> pooled embedding
   [B, embed_dim], what every classification head reads.
 - `embed_dim: int`.
-- `feature_map(video) -> [B, C, T', H', W']`: features that keep space and time, for heads that need space
-  (ROI-Align box heads, which take boxes normalised to [0, 1] of the clip). C may differ from embed_dim.
+- `features(video) -> (embedding [B, embed_dim], feature map [B, C, T', H', W'])`: the embedding `backbone(video)`
+  gives and, from the same pass, features that keep space and time, for heads that need space (ROI-Align box
+  heads, which take boxes normalised to [0, 1] of the clip), C = embed_dim.
 - `no_weight_decay() -> set[str]`: names (relative to the backbone) of parameters that must not decay although
   they are matrices: position embeddings, class tokens. Norms and biases (every parameter with ndim <= 1) never
   decay, so they need not be listed.

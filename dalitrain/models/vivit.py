@@ -39,6 +39,7 @@ an image ViT loads into `spatial` with a short mapping (`vit_checkpoint.py`). La
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Iterator, Literal, Optional
 
@@ -87,6 +88,10 @@ class ViViTConfig:
     adapter_residual: bool = True  # x + mlp(x), last layer zero-initialised; False: mlp(x) (module docstring)
     # Frames per pass through a frozen spatial transformer (a multiple of the tubelet's t; 0: the whole clip)
     frozen_chunk_frames: int = 16
+    # What `features` gives box heads as the feature map: "spatial", the spatial transformer's patch tokens (each has
+    # seen its tubelet only); "temporal", those tokens run through the temporal transformer (the same weights) one
+    # spatial location at a time, so that each cell also sees the other frames (module docstring has the measurements)
+    feature_map: Literal["spatial", "temporal"] = "spatial"
 
     def __post_init__(self):
         check_config(self)  # lists from `arch_options` -> tuples, Literal fields checked
@@ -179,15 +184,22 @@ class ViViT(nn.Module):
             return position_table(value, self.spatial.grid)[0]
         return None
 
-    def feature_map(self, video: torch.Tensor) -> torch.Tensor:
-        """video [B, 3, T, H, W] -> the spatial transformer's final (normed) patch tokens on their grid
-        [B, D, t', h, w]. Recorded deviation: the factorised encoder keeps no h x w tokens after its temporal
-        transformer, and the co-finetuning paper does not say how its ROI-Align head gets them; these tokens have
-        seen no other frame (only the tubelet's t frames)."""
-        x, t = self.spatial.tokens(video)  # [B*t', 1+h*w, D]
-        h, w = self.spatial.grid
-        x = x[:, 1:].reshape(-1, t, h, w, x.shape[-1])  # drop the CLS: [B*t', h*w, D] -> [B, t', h, w, D]
-        return x.permute(0, 4, 1, 2, 3)  # [B, D, t', h, w]
+    def features(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """video [B, 3, T, H, W] -> (the embedding `forward` gives [B, D], the spatial transformer's final (normed)
+        patch tokens on their grid [B, D, t', h, w]) from one pass of the spatial transformer. Recorded deviation:
+        the factorised encoder keeps no h x w tokens after its temporal transformer, and the co-finetuning paper
+        does not say how its ROI-Align head gets them; these tokens have seen no other frame (only the tubelet's t
+        frames)."""
+        with torch.no_grad() if self.spatial_frozen else nullcontext():
+            x, t = self.spatial.tokens(video)  # [B*t', 1+h*w, D]
+        (h, w), D = self.spatial.grid, x.shape[-1]
+        frames = x[:, 0].reshape(-1, t, D)  # the CLS of each temporal index: [B*t', D] -> [B, t', D]
+        patches = x[:, 1:].reshape(-1, t, h, w, D)  # [B*t', h*w, D] -> [B, t', h, w, D]
+        if self.config.feature_map == "temporal":
+            series = patches.permute(0, 2, 3, 1, 4).reshape(-1, t, D)  # one sequence per location: [B*h*w, t', D]
+            series = self.temporal.encode(self.adapter(series))[:, 1:]  # its t' output tokens: [B*h*w, t', D]
+            patches = series.reshape(-1, h, w, t, D).permute(0, 3, 1, 2, 4)  # [B, t', h, w, D]
+        return self.temporal(self.adapter(frames)), patches.permute(0, 4, 1, 2, 3)  # [B, D], [B, D, t', h, w]
 
     def no_weight_decay(self) -> set[str]:
         return {"spatial.cls_token", "spatial.pos_embed", "temporal.cls_token", "temporal.pos_embed"}

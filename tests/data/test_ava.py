@@ -4,8 +4,9 @@ import re
 import numpy as np
 import pytest
 
-from dalitrain.data.ava import (Box, keyframe_frames, keyframes, read_boxes, read_exclusions, read_labelmap,
+from dalitrain.data.ava import (Box, keyframes, read_boxes, read_exclusions, read_labelmap,
                                 read_proposals, write_detections)
+from dalitrain.data.sampling import ClipRecipe, keyframe_indices
 from dalitrain.errors import InputError
 
 LABELMAP = 'item {\n  name: "walk"\n  id: 1\n}\nitem {\n  name: "talk"\n  label_id: 3\n}\n'
@@ -79,6 +80,7 @@ def test_rows_of_one_person_become_one_multi_hot_box():
 
 def test_keyframe_clips_are_centred_and_clamped():
     # keyframe at 2 s of a 10 fps video: frame 20; 4 frames at stride 2 -> 16, 18, 20, 22
-    assert keyframe_frames(2, 10, 4, 2, 100).tolist() == [16, 18, 20, 22]
-    assert keyframe_frames(0, 10, 4, 2, 100).tolist() == [0, 0, 0, 2]  # before the start: the first frame
-    assert keyframe_frames(9.9, 10, 4, 2, 100).tolist() == [95, 97, 99, 99]  # past the end: the last
+    recipe = ClipRecipe(num_frames=4, stride=2)
+    assert keyframe_indices(100, recipe, 20).tolist() == [16, 18, 20, 22]
+    assert keyframe_indices(100, recipe, 0).tolist() == [0, 0, 0, 2]  # before the start: the first frame
+    assert keyframe_indices(100, recipe, 99).tolist() == [95, 97, 99, 99]  # past the end: the last

@@ -63,3 +63,48 @@ def test_only_rank_zero_reports_a_quarantined_video(tmp_path, monkeypatch, caplo
     with caplog.at_level("WARNING"):
         load_records(data, "train")
     assert ("quarantined" in caplog.text and "also_gone.webm (missing)" in caplog.text) == reported
+
+
+def ava_config(base, **changes) -> DataConfig:
+    fields = dict(name="ava", task="localisation", sampling="keyframe", manifest="annotations/train.csv",
+                  val_manifest="annotations/val.csv", root="videos", labelmap="annotations/labelmap.pbtxt",
+                  num_classes=5, excluded="annotations/excluded.csv")
+    fields.update(changes)
+    return DataConfig(datasets=[DatasetConfig(**fields)], base_dir=str(base))
+
+
+def test_localisation_records_are_the_annotated_keyframes(tmp_path):
+    from dalitrain.data.synth_ava import generate_ava
+
+    summary = generate_ava(tmp_path, "ava_tiny", seed=0)
+    (train,), _ = load_records(ava_config(tmp_path), "train")
+    rows = [line.split(",") for line in (tmp_path / "annotations/train.csv").read_text().splitlines()]
+    keys = sorted({(r[0], int(r[1])) for r in rows})
+    assert [(b.video_id, b.timestamp) for b in train.boxes] == keys
+    assert [v.keyframe for v in train.videos] == [ts * summary["fps"] for _, ts in keys]  # second x fps
+    assert all(v.path.name == f"{b.video_id}.webm" for v, b in zip(train.videos, train.boxes))
+    first = train.boxes[0]
+    people = {tuple(r[2:6]) for r in rows if (r[0], int(r[1])) == keys[0]}
+    assert len(first.boxes) == len(people) and first.labels.shape == (len(people), 5)
+    assert first.frame_hw == (48, 64)
+    (val,), _ = load_records(ava_config(tmp_path), "val")
+    excluded = {tuple(line.split(",")) for line in (tmp_path / "annotations/excluded.csv").read_text().splitlines()}
+    assert excluded and not {(b.video_id, f"{b.timestamp:04d}") for b in val.boxes} & excluded
+
+
+def test_localisation_records_refuse_bad_inputs_in_one_line(tmp_path):
+    from dalitrain.data.synth_ava import generate_ava
+    from dalitrain.errors import InputError
+
+    generate_ava(tmp_path, "ava_tiny", seed=0)
+    with pytest.raises(InputError, match=r"num_classes is 4, but annotations/labelmap.pbtxt has 5 actions"):
+        load_records(ava_config(tmp_path, num_classes=4), "train")
+    with pytest.raises(InputError, match=r"nowhere: the localisation dataset's video folder does not exist"):
+        load_records(ava_config(tmp_path, root="nowhere"), "train")
+    train = tmp_path / "annotations/train.csv"
+    train.write_text(train.read_text() + "no_such_movie,0001,0.1,0.1,0.5,0.5,1,0\n")
+    line = len(train.read_text().splitlines())
+    with pytest.raises(InputError, match=rf"train.csv:{line}: video 'no_such_movie' is not in the dataset"):
+        load_records(ava_config(tmp_path), "train")
+    (skipped,), _ = load_records(ava_config(tmp_path, bad_rows="skip"), "train")
+    assert all(b.video_id != "no_such_movie" for b in skipped.boxes)

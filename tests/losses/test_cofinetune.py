@@ -53,3 +53,30 @@ def test_the_method_decides_the_model_parts_and_the_criterion():
     assert not model_parts(cofinetune).expander and not model_parts(cofinetune).projection
     criterion = build_criterion(cofinetune)
     assert isinstance(criterion, CoFinetuneLoss) and criterion.label_smoothing == 0.1
+
+
+def test_localisation_samples_are_scored_per_box_with_bce_weighted_by_their_share():
+    # sample 0 from classification dataset 0 ([ln3, 0], label 0 -> log(4/3)); samples 1, 2 from localisation
+    # dataset 1 with one box each: logits [0, 0] vs actions [1, 0] -> BCE log 2 both; [ln3, 0] vs [1, 1] ->
+    # log(4/3) and log 2. L = log(4/3) / 3 + (2/3) * mean over the 2 boxes of each box's mean over actions.
+    box_logits = torch.tensor([[0.0, 0.0], [LN3, 0.0]], requires_grad=True)
+    out = ModelOutput(torch.zeros(3, 4), [torch.tensor([[LN3, 0.0], [0.0, 0.0], [0.0, 0.0]]), None],
+                      box_logits=box_logits)
+    targets = Targets.plain(torch.tensor([0, 0, 0]))
+    targets.box_labels = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    terms = CoFinetuneLoss(2, box_dataset=1)(out, targets, torch.tensor([0, 1, 1]))
+    box = (math.log(2) + (math.log(4 / 3) + math.log(2)) / 2) / 2
+    assert math.isclose(terms.terms["box_bce"].item(), 2 / 3 * box, rel_tol=1e-6)
+    assert math.isclose(terms.total.item(), math.log(4 / 3) / 3 + 2 / 3 * box, rel_tol=1e-6)
+    terms.total.backward()
+    assert box_logits.grad.abs().sum() > 0
+
+
+def test_a_batch_without_boxes_gives_a_finite_loss_and_a_zero_box_gradient():
+    box_logits = torch.zeros(0, 2, requires_grad=True)
+    out = ModelOutput(torch.zeros(1, 4), [torch.tensor([[LN3, 0.0]]), None], box_logits=box_logits)
+    targets = Targets.plain(torch.tensor([0]))
+    targets.box_labels = torch.zeros(0, 2)
+    terms = CoFinetuneLoss(2, box_dataset=1)(out, targets, torch.tensor([0]))
+    assert math.isclose(terms.total.item(), math.log(4 / 3), rel_tol=1e-6)
+    assert terms.terms["box_bce"].item() == 0.0

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from dalitrain.losses.mixing import mix_within_datasets, permutation_within_groups
@@ -54,3 +55,17 @@ def test_no_alpha_is_identity():
     mixed, targets = mix_within_datasets(video, label, torch.zeros(3, dtype=torch.long), mixup_alpha=0.0,
                                          cutmix_alpha=0.0)
     assert mixed is video and torch.equal(targets.mixed, label) and torch.all(targets.lam == 1)
+
+
+@pytest.mark.parametrize("mixup, cutmix", [(0.8, 0.0), (0.0, 1.0)])
+def test_rows_marked_alone_are_never_mixed(mixup, cutmix):
+    torch.manual_seed(0)
+    video = torch.randn(6, 3, 2, 8, 8)
+    dataset = torch.tensor([0, 0, 1, 1, 1, 0])
+    alone = dataset == 1  # localisation clips: their boxes would not survive mixing
+    for _ in range(5):
+        mixed, targets = mix_within_datasets(video, torch.arange(6), dataset, mixup_alpha=mixup,
+                                             cutmix_alpha=cutmix, alone=alone)
+        torch.testing.assert_close(mixed[alone], video[alone], rtol=0, atol=0)
+        assert targets.mixed[alone].tolist() == [2, 3, 4]
+        assert set(targets.mixed[~alone].tolist()) <= {0, 1, 5}

@@ -1,7 +1,7 @@
 """The backbone contract (`dalitrain/models/registry.py`), checked on every registered model, timm-style.
 
 Each model is built for a small clip (its own patch and pooling geometry must still fit): forward and backward,
-`feature_map`, `dalitrain info model`, the weight-decay groups of the multi-dataset model around it, and a save /
+`features`, `dalitrain info model`, the weight-decay groups of the multi-dataset model around it, and a save /
 load round trip that reproduces its outputs. Models over 200 M parameters are marked slow (GBs of memory).
 """
 import json
@@ -50,7 +50,9 @@ def test_backbone_contract(name, tmp_path):
     no_grad = [n for n, p in backbone.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
     assert not no_grad, f"parameters without a finite gradient: {no_grad[:5]}"
 
-    feature_map = backbone.feature_map(video)
+    backbone.eval()  # no drop-path: the two calls must agree
+    pooled, feature_map = backbone.features(video)
+    torch.testing.assert_close(pooled, backbone(video), rtol=1e-5, atol=1e-6)  # the embedding from the same pass
     assert feature_map.ndim == 5 and feature_map.shape[0] == 2 and all(n >= 1 for n in feature_map.shape[2:])
     assert feature_map.shape[2] <= frames and feature_map.shape[3] <= crop
 

@@ -119,3 +119,28 @@ def test_head_dropout_drops_the_heads_input_in_training_only():
     model.eval()
     out = model(torch.randn(2, 3, 8, 64, 64))
     torch.testing.assert_close(seen[-1], out.embedding)  # no dropout at evaluation
+
+
+@pytest.mark.parametrize("arch, options", [("mvitv2_tiny", {}), ("vivit_fe_tiny", {}),
+                                           ("vivit_fe_tiny", {"feature_map": "temporal"})])
+def test_a_localisation_dataset_gets_a_box_head_that_every_batch_runs(arch, options):
+    torch.manual_seed(0)
+    cfg = ModelConfig(arch=arch, head_hidden_dim=32, arch_options=options)
+    model = build_model(cfg, num_classes=[4, 6], num_frames=8, crop_size=64, box_dataset=1)
+    video = torch.randn(2, 3, 8, 64, 64)
+    boxes = torch.tensor([[0, 0.1, 0.1, 0.6, 0.7], [1, 0.0, 0.3, 1.0, 1.0], [1, 0.5, 0.5, 0.9, 0.9]])
+    out = model(video, boxes)
+    assert out.logits[0].shape == (2, 4) and out.logits[1] is None
+    assert out.box_logits.shape == (3, 6)
+    empty = model(video)  # a batch without boxes still runs the box head, on none: one graph for every rank
+    assert empty.box_logits.shape == (0, 6)
+    (empty.logits[0].sum() + empty.box_logits.sum()).backward()
+    unreached = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not unreached, unreached[:5]
+    # a box's scores follow its own region: moving one box changes its logits only
+    model.eval()
+    moved = boxes.clone()
+    moved[2, 1:] = torch.tensor([0.0, 0.0, 0.3, 0.3])
+    before, after = model(video, boxes).box_logits, model(video, moved).box_logits
+    torch.testing.assert_close(before[:2], after[:2])
+    assert not torch.allclose(before[2], after[2])

@@ -127,7 +127,7 @@ def test_feature_map_puts_each_patch_token_on_its_grid_cell():
     video = torch.randn(1, 3, 8, 64, 64)
     changed = video.clone()
     changed[:, :, 2:4, 16:24, 40:48] += 1.0  # tubelet (t'=1, h=2, w=5)
-    before, after = model.feature_map(video), model.feature_map(changed)
+    before, after = model.features(video)[1], model.features(changed)[1]
     assert before.shape == (1, 32, 4, 8, 8)
     moved = (after - before).abs().sum(dim=1)[0]  # [t', h, w]
     assert moved[1, 2, 5] > 0
@@ -138,7 +138,7 @@ def test_feature_map_puts_each_patch_token_on_its_grid_cell():
 def test_feature_map_and_stages_of_the_tiny_model():
     model = tiny().eval()
     video = torch.randn(2, 3, 8, 64, 64)
-    assert model.feature_map(video).shape == (2, 96, 4, 8, 8)
+    assert model.features(video)[1].shape == (2, 96, 4, 8, 8)
     outputs = []
     hooks = [module.register_forward_hook(lambda _m, _i, out: outputs.append(out.shape))
              for _, module in model.stages()]
