@@ -17,20 +17,25 @@ import dataclasses
 import json
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Optional
+
+import torch
 
 from dalitrain.config import DataConfig, ExperimentConfig, expand_stages, load_config, resolve_path
 from dalitrain.data.manifest import read_manifest
 from dalitrain.engine.distributed import DistContext, init_distributed, shutdown_distributed
-from dalitrain.engine.evaluate import DatasetAccuracy
+from dalitrain.engine.checkpoint import load_checkpoint
+from dalitrain.engine.evaluate import DatasetAccuracy, evaluate
 from dalitrain.engine.preemption import PREEMPTED_EXIT_CODE, Preempted
 from dalitrain.engine.state import seed_everything
 from dalitrain.engine.trainer import Trainer, TrainingStopped, TrainResult
 from dalitrain.errors import DalitrainError, InputError
 from dalitrain.fileio import write_atomic
-from dalitrain.methods import model_parts
-from dalitrain.models import build_model, init_from_checkpoint
+from dalitrain.engine.localisation import LocalisationTarget, localisation_target
+from dalitrain.methods import box_dataset, model_parts
+from dalitrain.models import MultiDatasetModel, build_model, init_from_checkpoint
 from dalitrain.pipelines.loader import eval_loader, train_loader
 
 
@@ -39,10 +44,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. optim.lr=3e-4 train.epochs=5")
 
 
-def expected_validation_videos(data: DataConfig) -> list[int]:
-    """Videos in each dataset's validation manifest (0 without one): what evaluation should cover."""
-    return [len(read_manifest(resolve_path(data.base_dir, d.val_manifest), d.num_classes)) if d.val_manifest else 0
-            for d in data.datasets]
+def expected_validation_videos(data: DataConfig, localisation: Optional[LocalisationTarget] = None) -> list[int]:
+    """Videos in each dataset's validation manifest (0 without one), and for a localisation dataset its annotated
+    keyframes less the excluded ones: what evaluation should cover."""
+    expected = [len(read_manifest(resolve_path(data.base_dir, d.val_manifest), d.num_classes))
+                if d.val_manifest and d.task == "classification" else 0 for d in data.datasets]
+    if localisation is not None:
+        expected[localisation.dataset] = sum(key not in localisation.excluded for key in localisation.groundtruth)
+    return expected
+
+
+def experiment_model(cfg: ExperimentConfig) -> MultiDatasetModel:
+    """The model an experiment trains: its backbone and heads, and what its method and datasets add."""
+    parts = model_parts(cfg)
+    return build_model(cfg.model, num_classes=[d.num_classes for d in cfg.data.datasets],
+                       num_frames=cfg.data.num_frames, crop_size=cfg.data.crop_size,
+                       expander=parts.expander, projection=parts.projection, box_dataset=box_dataset(cfg))
 
 
 def train(cfg: ExperimentConfig, ctx: Optional[DistContext] = None) -> TrainResult:
@@ -50,10 +67,7 @@ def train(cfg: ExperimentConfig, ctx: Optional[DistContext] = None) -> TrainResu
     loader_device = "gpu" if ctx.device.type == "cuda" else "cpu"
     device_id = ctx.device.index or 0  # the DALI graph runs on this rank's GPU
     seed_everything(cfg.train.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
-    parts = model_parts(cfg)
-    model = build_model(cfg.model, num_classes=[d.num_classes for d in cfg.data.datasets],
-                        num_frames=cfg.data.num_frames, crop_size=cfg.data.crop_size,
-                        expander=parts.expander, projection=parts.projection)
+    model = experiment_model(cfg)
     if cfg.model.init_from:
         report = init_from_checkpoint(model, cfg.model)
         if ctx.is_main:
@@ -71,10 +85,27 @@ def train(cfg: ExperimentConfig, ctx: Optional[DistContext] = None) -> TrainResu
                            device_id=device_id)
 
     has_validation = any(d.val_manifest for d in cfg.data.datasets)
+    localisation = localisation_target(cfg.data, cfg.train.output_dir)
     trainer = Trainer(cfg, ctx, model, train_loader=make_train_loader,
                       eval_loader=make_eval_loader if has_validation else None,
-                      expected_videos=expected_validation_videos(cfg.data))
+                      expected_videos=expected_validation_videos(cfg.data, localisation), localisation=localisation)
     return trainer.fit()
+
+
+def evaluate_checkpoint(cfg: ExperimentConfig, checkpoint: Path, output_dir: Path) -> list[DatasetAccuracy]:
+    """The experiment's evaluation of a checkpoint's weights, in this process on the CPU; a localisation dataset's
+    detections CSV goes to `output_dir`."""
+    model = experiment_model(cfg)
+    model.load_state_dict(load_checkpoint(checkpoint)["model"])
+    localisation = localisation_target(cfg.data, output_dir)
+    loader = eval_loader(cfg.data, cfg.eval, device="cpu")
+    try:
+        return evaluate(model, loader, dataset_names=[d.name for d in cfg.data.datasets],
+                        num_classes=[d.num_classes for d in cfg.data.datasets],
+                        expected=expected_validation_videos(cfg.data, localisation), device=torch.device("cpu"),
+                        autocast=nullcontext, localisation=localisation)
+    finally:
+        loader.close()
 
 
 def _names(keys: list[str], shown: int = 6) -> str:

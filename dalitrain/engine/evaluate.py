@@ -5,18 +5,22 @@ dataset's head is summed per video (averaging and summing have the same top-k), 
 logits are a training signal only, so evaluation scores the original heads, as the paper does. Rows marked
 invalid (padding that makes the last batch full) are ignored. Under data parallelism the per-video sums are
 merged across ranks, so a video whose views landed on different ranks is still counted once.
+
+A localisation dataset is scored by frame-mAP instead (dalitrain.engine.localisation): its `top1` and `top5` hold
+the frame-mAP in percent, so that the best checkpoint is chosen on it as on the others' top-1.
 """
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sized
+from typing import Callable, Iterable, Optional, Sized
 
 import torch
 from torch import nn
 
 from dalitrain.data.batch import Batch
 from dalitrain.engine.distributed import gather_objects, is_main_process
+from dalitrain.engine.localisation import LocalisationTarget, localisation_scores, scored_boxes
 from dalitrain.progress import progress
 
 
@@ -30,13 +34,20 @@ class DatasetAccuracy:
     videos: int  # videos evaluated
     expected: int  # videos in the validation manifest
     predicted_classes: int  # distinct top-1 classes over the videos: 1 means the model predicts a constant
+    # localisation only: frame-mAP (a fraction), the mAP of random scores, head / mid / tail mAP, the CSV written
+    frame_map: Optional[float] = None
+    chance_map: Optional[float] = None
+    frame_map_split: Optional[dict] = None
+    detections_csv: Optional[str] = None
 
 
 VideoScores = dict[tuple[int, int], tuple[torch.Tensor, int]]  # (dataset, index) -> (softmax sum, label)
 
 
-def _accumulate(scores: VideoScores, batch: Batch, logits: list[torch.Tensor]) -> None:
+def _accumulate(scores: VideoScores, batch: Batch, logits: list[Optional[torch.Tensor]]) -> None:
     for k in torch.unique(batch.dataset[batch.valid]).tolist():
+        if logits[k] is None:  # the localisation dataset: scored per box
+            continue
         rows = (batch.dataset == k) & batch.valid
         probs = torch.softmax(logits[k][rows].float(), dim=-1).cpu()
         for index, label, prob in zip(batch.index[rows].tolist(), batch.label[rows].tolist(), probs):
@@ -64,25 +75,41 @@ def _predicted_classes(scores: VideoScores, dataset: int) -> int:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: Iterable[Batch], *, dataset_names: list[str], num_classes: list[int],
-             expected: list[int], device: torch.device,
-             autocast: Callable[[], AbstractContextManager]) -> list[DatasetAccuracy]:
+             expected: list[int], device: torch.device, autocast: Callable[[], AbstractContextManager],
+             localisation: Optional[LocalisationTarget] = None) -> list[DatasetAccuracy]:
     was_training = model.training
     model.eval()
     scores: VideoScores = {}
+    boxes = []
     batches = progress(loader, total=len(loader) if isinstance(loader, Sized) else None, desc="evaluate",
                        unit="batch") if is_main_process() else loader
     for batch in batches:
         batch = batch.to(device)
         with autocast():
-            logits = model(batch.video).logits
-        _accumulate(scores, batch, logits)
+            out = model(batch.video) if batch.boxes is None else model(batch.video, batch.boxes)
+        _accumulate(scores, batch, out.logits)
+        if localisation is not None:
+            boxes += scored_boxes(batch, out.box_logits, localisation.dataset)
     model.train(was_training)
     scores = _merge(gather_objects(scores))
     results = []
+    if localisation is not None:
+        boxes = [row for rows in gather_objects(boxes) for row in rows]
     for k, name in enumerate(dataset_names):
+        if localisation is not None and k == localisation.dataset:
+            results.append(_localisation_result(localisation, boxes, expected[k]))
+            continue
         top1, videos = _topk_percent(scores, k, 1)
         top5, _ = _topk_percent(scores, k, 5)
         classes = num_classes[k]
         results.append(DatasetAccuracy(name, top1, top5, 100.0 / classes, 100.0 * min(5, classes) / classes,
                                        videos, expected[k], _predicted_classes(scores, k)))
     return results
+
+
+def _localisation_result(target: LocalisationTarget, boxes: list, expected: int) -> DatasetAccuracy:
+    found = localisation_scores(target, boxes, write=is_main_process())
+    percent = 100.0 * found["frame_map"]
+    return DatasetAccuracy(target.name, percent, percent, 100.0 * found["chance_map"], 100.0 * found["chance_map"],
+                           found["keyframes"], expected, found["predicted_actions"], found["frame_map"],
+                           found["chance_map"], found["frame_map_split"], found.get("detections_csv"))

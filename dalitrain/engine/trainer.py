@@ -33,13 +33,14 @@ from dalitrain.engine.checkpoint import CheckpointDir, CheckpointWriteError
 from dalitrain.engine.distributed import DistContext, all_ranks, gather_objects, mean_over_ranks, native_bf16
 from dalitrain.engine.preemption import Preempted, PreemptionSignals
 from dalitrain.engine.evaluate import DatasetAccuracy, evaluate
+from dalitrain.engine.localisation import LocalisationTarget
 from dalitrain.engine.metrics import MetricsLog, Throughput, memory_usage, progress_line
 from dalitrain.engine.optim import build_optimizer, build_scheduler
 from dalitrain.engine.state import rng_state, seed_everything, set_rng_state
 from dalitrain.errors import DalitrainError, UsageError
 from dalitrain.losses.classification import LossTerms, Targets
 from dalitrain.losses.mixing import mix_within_datasets
-from dalitrain.methods import build_criterion
+from dalitrain.methods import box_dataset, build_criterion
 
 TrainLoaderFactory = Callable[[int, int], Iterable[Batch]]  # (epoch, start_step) -> loader with len()
 EvalLoaderFactory = Callable[[], Iterable[Batch]]
@@ -71,9 +72,10 @@ class TrainStep(nn.Module):
         self.model = model
         self.criterion = criterion
 
-    def forward(self, video: torch.Tensor, targets: Targets, dataset: torch.Tensor) -> LossTerms:
+    def forward(self, video: torch.Tensor, targets: Targets, dataset: torch.Tensor,
+                boxes: Optional[torch.Tensor] = None) -> LossTerms:
         with annotate("forward"):
-            out = self.model(video)
+            out = self.model(video) if boxes is None else self.model(video, boxes)
         with annotate("loss"):
             losses = self.criterion(out, targets, dataset)
         if out.embedding.shape[0] > 1:  # every rank has the same batch size, so the same term names
@@ -103,15 +105,17 @@ def projection_weights(model: nn.Module, num_datasets: int) -> dict[str, torch.T
 class Trainer:
     def __init__(self, cfg: ExperimentConfig, ctx: DistContext, model: nn.Module, *,
                  train_loader: TrainLoaderFactory, eval_loader: Optional[EvalLoaderFactory] = None,
-                 expected_videos: Optional[list[int]] = None):
+                 expected_videos: Optional[list[int]] = None, localisation: Optional[LocalisationTarget] = None):
         self.cfg = cfg
         self.ctx = ctx
         self.make_train_loader = train_loader
         self.make_eval_loader = eval_loader
         self.names = [d.name for d in cfg.data.datasets]
         self.expected_videos = expected_videos or [0] * len(self.names)
+        self.localisation = localisation  # the localisation dataset's scoring (frame-mAP), if the run has one
         self.model = model.to(ctx.device)
         self.criterion = build_criterion(cfg).to(ctx.device)
+        self.box_dataset = box_dataset(cfg)
         step_module = TrainStep(self.model, self.criterion)
         if ctx.distributed:
             # No unused-parameter search: the model builds only what the method's criterion uses, and every
@@ -320,9 +324,11 @@ class Trainer:
             with annotate("mix"):
                 video, targets = mix_within_datasets(batch.video, batch.label, batch.dataset,
                                                      mixup_alpha=self.cfg.loss.mixup_alpha,
-                                                     cutmix_alpha=self.cfg.loss.cutmix_alpha)
+                                                     cutmix_alpha=self.cfg.loss.cutmix_alpha,
+                                                     alone=self.box_rows(batch))
+                targets.box_labels = batch.box_labels
             with self.autocast():
-                out = self.step_module(video, targets, batch.dataset)
+                out = self.step_module(video, targets, batch.dataset, batch.boxes)
             finite = torch.isfinite(out.total.detach())
             with annotate("backward"):
                 # A non-finite loss still goes backward (its gradients are discarded below): every rank must
@@ -332,6 +338,10 @@ class Trainer:
             self.term_sums[name] = self.term_sums.get(name, 0.0) + torch.where(finite, value, 0.0)
         self.term_count = self.term_count + finite
         return finite
+
+    def box_rows(self, batch: Batch) -> Optional[torch.Tensor]:
+        """[B] bool: the localisation clips of the batch (None without a localisation dataset)."""
+        return batch.dataset == self.box_dataset if self.box_dataset is not None else None
 
     def _optimizer_step(self, finite: torch.Tensor, epoch: int, step: int) -> None:
         with annotate("optimizer"):
@@ -396,9 +406,14 @@ class Trainer:
         with annotate("evaluate"):
             results = evaluate(self.model, self.make_eval_loader(), dataset_names=self.names,
                                num_classes=[d.num_classes for d in self.cfg.data.datasets],
-                               expected=self.expected_videos, device=self.ctx.device, autocast=self.autocast)
+                               expected=self.expected_videos, device=self.ctx.device, autocast=self.autocast,
+                               localisation=self.localisation)
         self.last_eval = results
         for r in results:
+            if r.frame_map is not None:
+                self._say(f"eval epoch {epoch + 1} {r.name}: frame-mAP {100 * r.frame_map:.1f}% (random scores "
+                          f"{100 * r.chance_map:.1f}%) on {r.videos}/{r.expected} keyframes")
+                continue
             self._say(f"eval epoch {epoch + 1} {r.name}: top-1 {r.top1:.1f}% top-5 {r.top5:.1f}% "
                       f"(chance {r.chance_top1:.1f}%) on {r.videos}/{r.expected} videos")
             if not self.ctx.is_main:  # the results are the gathered, global ones: rank 0 reports them
