@@ -58,9 +58,15 @@ class DatasetConfig:
     # go through the box head and binary cross-entropy; num_classes is the label map's size.
     task: Literal["classification", "localisation"] = "classification"
     labelmap: Optional[str] = None  # AVA `.pbtxt` (localisation)
-    val_proposals: Optional[str] = None  # person detector boxes with scores, for evaluation
-    proposal_threshold: float = 0.2  # proposals scored below are dropped (0.2 for evaluation in the paper)
-    eval_boxes: Literal["groundtruth", "proposals"] = "groundtruth"  # the boxes evaluation classifies
+    proposals: Optional[str] = None  # person detector boxes with scores on the training keyframes
+    val_proposals: Optional[str] = None  # the same on the validation keyframes
+    # The boxes a sample carries: the annotated ones, or the detector's above a threshold (0.8 for training, 0.2
+    # for evaluation in the co-finetuning paper), a training proposal labelled with the actions of the annotated
+    # box it overlaps with IoU >= 0.5 (none: a negative, no action)
+    train_boxes: Literal["groundtruth", "proposals"] = "groundtruth"
+    eval_boxes: Literal["groundtruth", "proposals"] = "groundtruth"
+    train_proposal_threshold: float = 0.8
+    val_proposal_threshold: float = 0.2
     excluded: Optional[str] = None  # AVA's excluded-timestamps CSV (frames left out of evaluation)
     start_second: float = 0.0  # the timestamp of a video's first frame (900 for AVA's movies cut at 15 min)
     box_jitter: float = 0.0  # training: each box side moves by up to this share of the box (0.15 for AVA)
@@ -373,6 +379,8 @@ def _check_consistent(cfg: ExperimentConfig, source: str) -> None:
                               f"clips (sampling: keyframe), got {ds.sampling}")
         if ds.eval_boxes == "proposals" and ds.val_proposals is None:
             raise ConfigError(f"{source}: data.datasets.{i}.eval_boxes: proposals, but val_proposals is not set")
+        if ds.train_boxes == "proposals" and ds.proposals is None:
+            raise ConfigError(f"{source}: data.datasets.{i}.train_boxes: proposals, but proposals is not set")
     if len(localisation) > 1:
         raise ConfigError(f"{source}: data.datasets: one localisation dataset per run (one box head), got "
                           f"{len(localisation)}")

@@ -1,15 +1,17 @@
-"""`dalitrain demo [--recipe multitrain|cofinetune|sfa] [--minutes N] [--out DIR]`: a recipe end to end on the
+"""`dalitrain demo [--recipe multitrain|cofinetune|sfa|ava] [--minutes N] [--out DIR]`: a recipe end to end on the
 CPU within a time budget.
 
 1. generates the recipe's synthetic corpus in DIR/corpus-PRESET unless it is already complete (generation
-   resumes): the `demo` preset for MultiTrain, `demo_unequal` (very unequal dataset sizes) for co-finetuning
-   (`--preset` picks another, e.g. `tiny` in the tests);
+   resumes): the `demo` preset for MultiTrain, `demo_unequal` (very unequal dataset sizes) for co-finetuning,
+   `ava_demo` (action localisation in AVA's formats) for `ava` (`--preset` picks another, e.g. `tiny` in the tests);
 2. trains the recipe's config (`RECIPES`; DALI CPU pipeline) in DIR/run-RECIPE, stopping at the budget;
 3. evaluates every dataset (multi-view); MultiTrain's learned projections are also scored against the planted
    relations (heatmap DIR/relations.png);
 4. prints a summary table and writes DIR/summary.json (its `recipe` key names the recipe): the last evaluation,
    and the epoch and top-1 of the best checkpoint (best.pt, chosen on the same validation sets); a curriculum
-   (SFA) also lists each stage's minutes and steps.
+   (SFA) also lists each stage's minutes and steps. `ava` reports frame-mAP with the ground-truth boxes (the
+   training's evaluation) and with the person proposals (the best checkpoint, evaluated again), the mAP of random
+   scores, the head / mid / tail split and the files the official AVA evaluation reads.
 
 The budget covers everything: the training share is what is left after the corpus, minus a reserve for the
 evaluation and the report; a curriculum shares it among its stages by their epochs. A second run with the same
@@ -18,6 +20,7 @@ DIR resumes the training from its last checkpoint (and skips finished stages).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import time
 from importlib import resources
@@ -25,12 +28,15 @@ from pathlib import Path
 
 from dalitrain.config import ExperimentConfig, expand_stages, load_config
 from dalitrain.data.synth import PRESETS, generate_corpus
+from dalitrain.data.synth_ava import PRESETS as AVA_PRESETS, generate_ava
 from dalitrain.engine.checkpoint import load_checkpoint
 from dalitrain.engine.relations import load_relations, precision_at_k, random_ranking_precision, read_planted
 from dalitrain.errors import InputError
 from dalitrain.fileio import write_atomic
 from dalitrain.figures import relations_figure, save
-from dalitrain.train import STAGE_RECORD, train_stages
+from dalitrain.engine.localisation import localisation_target
+from dalitrain.methods import box_dataset
+from dalitrain.train import STAGE_RECORD, evaluate_checkpoint, train_stages
 
 TRAIN_SHARE = 0.8  # of the time left after the corpus; the rest is for evaluation and the report
 TOP_K = 5
@@ -38,13 +44,14 @@ RECIPES = {  # recipe -> (config shipped in dalitrain.configs, synthetic corpus 
     "multitrain": ("demo_cpu.yaml", "demo"),
     "cofinetune": ("demo_cofinetune_cpu.yaml", "demo_unequal"),
     "sfa": ("demo_sfa_cpu.yaml", "demo_unequal"),
+    "ava": ("demo_ava_cpu.yaml", "ava_demo"),
 }
 
 
-def _corpus_complete(corpus: Path) -> bool:
+def _corpus_complete(corpus: Path, preset: str) -> bool:
     info = corpus / "corpus.json"
     return info.is_file() and json.loads(info.read_text()).get("complete", False) \
-        and (corpus / "relations.json").is_file()
+        and (preset in AVA_PRESETS or (corpus / "relations.json").is_file())
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="multitrain (default; mvitv2_tiny, mixed batches), cofinetune (vivit_fe_tiny, one "
                              "dataset per batch; configs/demo_cofinetune_cpu.yaml) or sfa (cofinetune's setup as "
                              "SFA's two stages; configs/demo_sfa_cpu.yaml)")
-    parser.add_argument("--preset", choices=list(PRESETS), default=None,
+    parser.add_argument("--preset", choices=[*PRESETS, *AVA_PRESETS], default=None,
                         help="synthetic corpus preset (default: the recipe's)")
     parser.add_argument("--minutes", type=float, default=16.0, help="total time budget (default 16)")
     parser.add_argument("--seed", type=int, default=0,
@@ -69,6 +76,13 @@ def summary_table(summary: dict) -> str:
     for name, r in summary["datasets"].items():
         best_top1 = f" {best['top1'][name]:>7.1f}%" if best else ""
         lines.append(f"{name:<20} {r['top1']:>6.1f}% {r['top5']:>6.1f}% {r['chance']:>6.1f}%{best_top1}")
+    if "frame_map" in summary:
+        split = summary["frame_map_split"]
+        lines.append(f"frame-mAP@0.5 of the best checkpoint: {100 * summary['frame_map_gt_boxes']:.1f}% with the "
+                     f"ground-truth boxes, {100 * summary['frame_map']:.1f}% with the proposals (random scores: "
+                     f"{100 * summary['chance_map']:.1f}%); ground-truth boxes by class frequency: "
+                     + ", ".join(f"{group} {100 * v:.1f}%" if v is not None else f"{group} -"
+                                 for group, v in split.items()))
     if "relations_precision_at_5" in summary:
         lines.append(f"relations precision@{TOP_K}: {summary['relations_precision_at_5']:.1f}% "
                      f"(untrained projection: {summary['random_relations_precision_at_5']:.1f}%; a random ranking: "
@@ -87,9 +101,12 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out or ("runs/demo" if args.recipe == "multitrain" else f"runs/demo-{args.recipe}"))
     corpus = out / f"corpus-{preset}"
     run_dir = out / f"run-{args.recipe}"  # a second recipe in the same --out must not resume the first one's run
-    if not _corpus_complete(corpus):
+    if (preset in AVA_PRESETS) != (args.recipe == "ava"):
+        raise InputError(f"--preset {preset}: the {args.recipe} recipe takes "
+                         f"{'an AVA preset' if args.recipe == 'ava' else 'a classification preset'}")
+    if not _corpus_complete(corpus, preset):
         print(f"generating the synthetic corpus ({preset}) in {corpus}", flush=True)
-        generate_corpus(corpus, preset=preset, seed=0)
+        (generate_ava if preset in AVA_PRESETS else generate_corpus)(corpus, preset=preset, seed=0)
     left_minutes = args.minutes - (time.monotonic() - started) / 60.0
     if left_minutes <= 0:
         raise InputError(f"generating the corpus used the whole budget of {args.minutes} minutes; it is kept in "
@@ -126,6 +143,8 @@ def run(args: argparse.Namespace) -> int:
                              for _, stage in expand_stages(cfg)]
     if cfg.method == "multitrain" and cfg.loss.projection != "none":
         summary.update(_relations_report(result.checkpoint, corpus, out / "relations.png"))
+    if args.recipe == "ava":
+        summary.update(localisation_report(cfg, Path(summary["checkpoint"]), out))
     summary["wall_minutes"] = (time.monotonic() - started) / 60.0
     path = write_atomic(out / "summary.json", json.dumps(summary, indent=2))  # the last recipe run in `out`
     print(summary_table(summary))
@@ -155,6 +174,23 @@ def _best_evaluation(best: Path) -> dict:
     # a checkpoint names the epoch it resumes at: the next one, unless the budget stopped this one part way
     epoch = state["epoch"] + (1 if state["step_in_epoch"] else 0)
     return {"epoch": epoch, "top1": {r["name"]: r["top1"] for r in state["evaluation"]}}
+
+
+def localisation_report(cfg: ExperimentConfig, checkpoint: Path, out: Path) -> dict:
+    """The checkpoint's frame-mAP with the ground-truth boxes and with the person proposals, and the files to run
+    the official AVA evaluation on (`detections_csv`: the ground-truth boxes' run)."""
+    k = box_dataset(cfg)
+    runs = {}
+    for boxes in ("groundtruth", "proposals"):
+        run_cfg = copy.deepcopy(cfg)
+        run_cfg.data.datasets[k].eval_boxes = boxes
+        runs[boxes] = evaluate_checkpoint(run_cfg, checkpoint, out / f"eval-{boxes}")[k]
+    truth, found = runs["groundtruth"], runs["proposals"]
+    target = localisation_target(cfg.data, None)
+    return {"frame_map": found.frame_map, "frame_map_gt_boxes": truth.frame_map, "chance_map": truth.chance_map,
+            "chance_map_proposals": found.chance_map, "frame_map_split": truth.frame_map_split,
+            "frame_map_split_proposals": found.frame_map_split, "detections_csv": truth.detections_csv,
+            "detections_csv_proposals": found.detections_csv, **target.paths}
 
 
 def _relations_report(checkpoint: Path, corpus: Path, png: Path) -> dict:

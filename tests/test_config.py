@@ -59,6 +59,9 @@ def test_loads_typed_sections(tmp_path):
     (MINIMAL.replace("sampling: uniform", "task: localisation, sampling: keyframe, labelmap: m.pbtxt, "
                      "eval_boxes: proposals") + "method: cofinetune\n", "data.datasets.1.eval_boxes",
      "proposals, but val_proposals is not set"),
+    (MINIMAL.replace("sampling: uniform", "task: localisation, sampling: keyframe, labelmap: m.pbtxt, "
+                     "train_boxes: proposals") + "method: cofinetune\n", "data.datasets.1.train_boxes",
+     "proposals, but proposals is not set"),
     (MINIMAL.replace("{name: a, manifest: a.txt, num_classes: 3}", "{name: a, manifest: a.csv, num_classes: 3, "
                      "task: localisation, sampling: keyframe, labelmap: m.pbtxt}")
      .replace("sampling: uniform", "task: localisation, sampling: keyframe, labelmap: m.pbtxt")

@@ -2,6 +2,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 
 def run_demo(out, *options):
@@ -50,3 +51,18 @@ def test_sfa_demo_runs_both_stages_and_reports_them(tmp_path):
     stage2 = tmp_path / "run-sfa" / "stage2_16f"
     assert summary["checkpoint"].startswith(str(stage2)) and (stage2 / "stage.json").is_file()
     assert all(r["videos"] == r["expected"] > 0 for r in summary["datasets"].values())
+
+
+def test_ava_demo_reports_frame_map_with_both_box_sources_and_the_official_files(tmp_path):
+    done = run_demo(tmp_path, "--recipe", "ava", "--preset", "ava_tiny")
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["recipe"] == "ava" and "frame-mAP@0.5 of the best checkpoint" in done.stdout
+    for key in ("frame_map", "frame_map_gt_boxes", "chance_map"):
+        assert 0.0 <= summary[key] <= 1.0
+    assert set(summary["frame_map_split"]) == {"head", "mid", "tail"}
+    for key in ("groundtruth_csv", "detections_csv", "labelmap", "excluded_csv"):
+        assert Path(summary[key]).is_file(), key
+    rows = Path(summary["detections_csv"]).read_text().splitlines()
+    assert rows and all(len(row.split(",")) == 8 for row in rows)  # the official CSV: one row per box and action
+    result = summary["datasets"]["ava_like"]
+    assert result["videos"] == result["expected"] > 0

@@ -167,6 +167,32 @@ def _checked(row: list[str], videos: Optional[set[str]], score: float, action: i
     return Box(score, action, y1, x1, y2, x2)
 
 
+def iou(a: Box, b: Box) -> float:
+    """Intersection over union of two boxes in continuous coordinates (the official evaluation's)."""
+    inter_h = max(0.0, min(a.y2, b.y2) - max(a.y1, b.y1))
+    inter_w = max(0.0, min(a.x2, b.x2) - max(a.x1, b.x1))
+    inter = inter_h * inter_w
+    union = (a.y2 - a.y1) * (a.x2 - a.x1) + (b.y2 - b.y1) * (b.x2 - b.x1) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def label_proposals(truth: Frames, proposals: Frames, min_iou: float = 0.5) -> Frames:
+    """Training proposals with actions: each proposal of an annotated keyframe takes the actions of the annotated
+    person box it overlaps most, when that IoU is at least `min_iou`; otherwise it is a negative (action -1, no
+    action). One row per (box, action), as the annotation CSV; keyframes without annotations are left out."""
+    labelled: Frames = {}
+    for key, people in truth.items():
+        rows = []
+        for proposal in proposals.get(key, []):
+            overlaps = [(iou(proposal, person), person) for person in people]
+            best = max((o for o, _ in overlaps), default=0.0)
+            actions = {p.action for o, p in overlaps if o == best} if best >= min_iou else {-1}
+            rows += [Box(proposal.score, action, proposal.y1, proposal.x1, proposal.y2, proposal.x2)
+                     for action in sorted(actions)]
+        labelled[key] = rows
+    return labelled
+
+
 def write_detections(path: str | Path, rows: list[tuple[str, float, float, float, float, float, int, float]]) -> Path:
     """(video_id, timestamp, x1, y1, x2, y2, action_id, score) rows in the official CSV format."""
     path = Path(path)

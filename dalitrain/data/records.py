@@ -7,8 +7,9 @@ Quarantined videos never enter a plan.
 
 A localisation dataset (`task: localisation`, AVA's files) gives one record per annotated keyframe: its movie's
 video (`root/VIDEO_ID.*`), the keyframe's frame (`(timestamp - start_second) x fps`) and the keyframe's person
-boxes with their multi-hot actions; the validation split classifies its ground-truth boxes or the proposals
-(`eval_boxes`), and leaves out the excluded timestamps.
+boxes with their multi-hot actions. Either split carries the annotated boxes or the person detector's above a
+threshold (`train_boxes`, `eval_boxes`: training proposals take the actions of the annotated box they overlap,
+`dalitrain.data.ava.label_proposals`); validation leaves out the excluded timestamps.
 """
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from pathlib import Path
 from typing import Literal, Optional
 
 from dalitrain.config import DataConfig, DatasetConfig, resolve_path
-from dalitrain.data.ava import keyframes, read_boxes, read_exclusions, read_labelmap, read_proposals
+from dalitrain.data.ava import (keyframes, label_proposals, read_boxes, read_exclusions, read_labelmap,
+                                read_proposals)
 from dalitrain.data.manifest import ManifestEntry, read_manifest
 from dalitrain.data.probe import VideoInfo, probe_video
 from dalitrain.data.sampling import DatasetRecords, KeyframeBoxes, VideoRecord
@@ -118,10 +120,12 @@ def localisation_records(data: DataConfig, ds: DatasetConfig,
                        bad_rows=ds.bad_rows)
     excluded = read_exclusions(resolve_path(data.base_dir, ds.excluded) if ds.excluded else None)
     frames = {key: boxes for key, boxes in truth.items() if split == "train" or key not in excluded}
-    if split == "val" and ds.eval_boxes == "proposals":  # every annotated keyframe, with the detector's boxes
-        found = read_proposals(resolve_path(data.base_dir, ds.val_proposals), threshold=ds.proposal_threshold,
+    if (ds.train_boxes if split == "train" else ds.eval_boxes) == "proposals":  # the detector's boxes instead
+        found = read_proposals(resolve_path(data.base_dir, ds.proposals if split == "train" else ds.val_proposals),
+                               threshold=ds.train_proposal_threshold if split == "train" else ds.val_proposal_threshold,
                                videos=set(movies), bad_rows=ds.bad_rows)
-        frames = {key: found.get(key, []) for key in frames}
+        # training: labelled by overlap with the annotations; evaluation: every annotated keyframe, no actions
+        frames = label_proposals(frames, found) if split == "train" else {key: found.get(key, []) for key in frames}
     videos, boxes, quarantined = [], [], {}
     for keyframe in keyframes(frames, actions):
         path = movies[keyframe.video]

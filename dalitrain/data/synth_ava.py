@@ -7,11 +7,14 @@ that head, mid and tail classes exist:
 
 | id | action | what it looks like | rate |
 |---|---|---|---|
-| 1 | move | the actor travels across the frame | 0.6 |
-| 2 | spin | it turns about its centre | 0.35 |
+| 1 | move | the actor travels across the frame | 0.45 |
+| 2 | spin | it turns about its centre | 0.3 |
 | 3 | blink | its colour alternates between two colours | 0.15 |
-| 4 | grow | its size swells and shrinks | 0.06 |
-| 5 | touch | it overlaps another actor (follows from the motion: not drawn) | - |
+| 4 | grow | its size swells and shrinks | 0.08 |
+| 5 | touch | its shape meets another actor's (follows from the motion: not drawn) | - |
+
+The demo preset's frames are square, so that evaluation's whole-frame view (scaled to the crop) shows the actors
+with the proportions training's square crops do.
 
 Files (the formats `dalitrain.data.ava` reads): `videos/VIDEO.webm`; `annotations/train.csv`, `val.csv` (`video_id,
 timestamp, x1, y1, x2, y2, action_id, person_id`); `annotations/proposals_train.csv`, `proposals_val.csv` (the true
@@ -32,7 +35,7 @@ from dalitrain.data.synth_render import encode, paint
 from dalitrain.errors import InputError
 
 ACTIONS = {1: "move", 2: "spin", 3: "blink", 4: "grow", 5: "touch"}
-RATES = {1: 0.6, 2: 0.35, 3: 0.15, 4: 0.06}  # drawn per actor and second; touch follows from the motion
+RATES = {1: 0.45, 2: 0.3, 3: 0.15, 4: 0.08}  # drawn per actor and second; touch follows from the motion
 PALETTE = ((220, 40, 40), (40, 170, 60), (40, 80, 220), (230, 200, 30), (200, 60, 200), (30, 200, 210))
 
 
@@ -46,7 +49,7 @@ class AvaPreset:
     actors: tuple[int, int]  # inclusive range per video
 
 
-PRESETS = {"ava_demo": AvaPreset(videos=(60, 16), seconds=6, fps=8, width=96, height=72, actors=(2, 3)),
+PRESETS = {"ava_demo": AvaPreset(videos=(150, 24), seconds=6, fps=8, width=80, height=80, actors=(2, 3)),
            "ava_tiny": AvaPreset(videos=(3, 2), seconds=3, fps=4, width=64, height=48, actors=(2, 2))}
 
 
@@ -55,7 +58,7 @@ def _actor_tracks(rng: np.random.Generator, preset: AvaPreset, count: int) -> li
     frames = preset.seconds * preset.fps
     tracks = []
     for _ in range(count):
-        radius = rng.uniform(0.1, 0.15) * min(preset.width, preset.height)
+        radius = rng.uniform(0.08, 0.12) * min(preset.width, preset.height)
         colours = rng.choice(len(PALETTE), size=2, replace=False)
         active = {a: rng.random(preset.seconds) < rate for a, rate in RATES.items()}  # [seconds] per action
         x, y = rng.uniform(radius, preset.width - radius), rng.uniform(radius, preset.height - radius)
@@ -70,7 +73,7 @@ def _actor_tracks(rng: np.random.Generator, preset: AvaPreset, count: int) -> li
                     vx, x = -vx, float(np.clip(x, radius, preset.width - radius))
                 if not radius <= y <= preset.height - radius:
                     vy, y = -vy, float(np.clip(y, radius, preset.height - radius))
-            angle += 0.5 if active[2][second] else 0.0
+            angle += 0.3 if active[2][second] else 0.0  # a clear turn, well under the shapes' symmetry
             phase += 1.0
             xs.append(x)
             ys.append(y)
@@ -95,14 +98,17 @@ def _keyframe_rows(video: str, tracks: list[dict], preset: AvaPreset) -> list[tu
                           min(track["y"][t] + r, preset.height) / preset.height))
         for person, (track, box) in enumerate(zip(tracks, boxes)):
             actions = [a for a in RATES if track["active"][a][second]]
-            touching = any(_overlap(box, other) > 0 for j, other in enumerate(boxes) if j != person)
+            touching = any(_touch(track, other, t) for j, other in enumerate(tracks) if j != person)
             for action in actions + ([5] if touching else []):
                 rows.append((video, second, *box, action, person))
     return rows
 
 
-def _overlap(a: tuple, b: tuple) -> float:
-    return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+def _touch(a: dict, b: dict, t: int) -> bool:
+    """The two actors' shapes meet at frame t: their centres closer than the sum of their radii (the shapes fill
+    most of their circles, so this is contact, where overlapping bounding boxes would already count near misses)."""
+    reach = a["radius"] * a["scale"][t] + b["radius"] * b["scale"][t]
+    return bool(np.hypot(a["x"][t] - b["x"][t], a["y"][t] - b["y"][t]) < reach)
 
 
 def _frames(tracks: list[dict], preset: AvaPreset, rng: np.random.Generator):

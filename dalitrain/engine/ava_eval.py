@@ -15,18 +15,10 @@ from typing import Optional
 
 import numpy as np
 
-from dalitrain.data.ava import Box, Frames
+from dalitrain.data.ava import Frames, iou
 
 IOU_THRESHOLD = 0.5
 DETECTIONS_PER_FRAME = 50  # the official evaluation's `capacity` for detections
-
-
-def iou(a: Box, b: Box) -> float:
-    inter_h = max(0.0, min(a.y2, b.y2) - max(a.y1, b.y1))
-    inter_w = max(0.0, min(a.x2, b.x2) - max(a.x1, b.x1))
-    inter = inter_h * inter_w
-    union = (a.y2 - a.y1) * (a.x2 - a.x1) + (b.y2 - b.y1) * (b.x2 - b.x1) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def average_precision(scores: np.ndarray, true_positive: np.ndarray, positives: int) -> float:

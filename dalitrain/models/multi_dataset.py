@@ -3,8 +3,9 @@
 
 MultiTrain adds the expander (input of the informative loss) and the directed cross-dataset projections;
 co-finetuning adds nothing. A localisation dataset (AVA) gets a box head on the backbone's feature map instead of
-a classifier: its slot in `logits` is None, and `box_logits` scores the batch's boxes. The method decides (`dalitrain.methods.model_parts`), so a model never holds a
-module its criterion does not use, and data-parallel training needs no search for unused parameters.
+a classifier: its slot in `logits` is None, and `box_logits` scores the batch's boxes. The method decides
+(`dalitrain.methods.model_parts`), so a model never holds a module its criterion does not use, and data-parallel
+training needs no search for unused parameters.
 """
 from __future__ import annotations
 
@@ -78,7 +79,8 @@ class MultiDatasetModel(nn.Module):
 
 
 def build_model(cfg: ModelConfig, *, num_classes: list[int], num_frames: int, crop_size: int,
-                expander: bool = False, projection: bool = False, box_dataset: Optional[int] = None) -> MultiDatasetModel:
+                expander: bool = False, projection: bool = False,
+                box_dataset: Optional[int] = None) -> MultiDatasetModel:
     """The backbone `cfg.arch` for T x crop x crop clips with one head per dataset; `expander` and `projection`
     come from the training method (`dalitrain.methods.model_parts`); dataset `box_dataset` (localisation) gets a
     box head with num_classes[box_dataset] actions instead of a classifier."""

@@ -129,3 +129,25 @@ def test_sfa_recipes_match_the_paper(name, lr, epochs, smoothing, drop_path):
                  for name, p in model.named_parameters() if p.requires_grad}
     assert trainable == {"adapter", "temporal", "heads"}
     assert model.backbone.temporal.pos_embed.shape == (1, 1 + 64, 1024)  # 128 frames / tubelet 2
+
+
+def test_cofinetune_with_ava_matches_the_paper_and_changes_only_the_datasets():
+    classification, ava = load_config(COFINETUNE), load_config(CONFIGS / "cofinetune_k400_mit_ava_vivit_b.yaml")
+    assert [d.name for d in ava.data.datasets] == ["kinetics400", "moments_in_time", "ava"]  # Table 2's set
+    (box,) = [d for d in ava.data.datasets if d.task == "localisation"]
+    assert (box.num_classes, box.sampling, box.start_second) == (60, "keyframe", 900.0)  # v2.2, 60 evaluated
+    assert (box.train_boxes, box.train_proposal_threshold) == ("proposals", 0.8)  # detected boxes above 0.8
+    assert (box.eval_boxes, box.val_proposal_threshold, box.box_jitter) == ("proposals", 0.2, 0.15)
+    assert box.frequency_split == [10_000, 1_000]  # Table 3's head / tail
+    assert ava.method == "cofinetune" and ava.data.mixing == "per_batch" and ava.data.batch_policy == "weighted"
+    assert (ava.data.num_frames, ava.data.stride) == (32, 2)  # the same clip as classification
+    for section in ("optim", "loss", "eval"):
+        assert getattr(ava, section) == getattr(classification, section), section
+
+
+def test_ava_mvitv2_recipe_is_one_localisation_dataset_on_mvitv2_s():
+    cfg = load_config(CONFIGS / "ava_mvitv2_s_16x4.yaml")
+    (box,) = cfg.data.datasets
+    assert box.task == "localisation" and cfg.method == "cofinetune"
+    assert (cfg.model.arch, cfg.data.num_frames, cfg.data.stride, cfg.data.crop_size) == ("mvitv2_s_16x4", 16, 4, 224)
+    assert (cfg.model.box_resolution, cfg.model.box_dropout) == (7, 0.5)

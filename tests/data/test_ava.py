@@ -4,7 +4,7 @@ import re
 import numpy as np
 import pytest
 
-from dalitrain.data.ava import (Box, keyframes, read_boxes, read_exclusions, read_labelmap,
+from dalitrain.data.ava import (Box, keyframes, label_proposals, read_boxes, read_exclusions, read_labelmap,
                                 read_proposals, write_detections)
 from dalitrain.data.sampling import ClipRecipe, keyframe_indices
 from dalitrain.errors import InputError
@@ -84,3 +84,18 @@ def test_keyframe_clips_are_centred_and_clamped():
     assert keyframe_indices(100, recipe, 20).tolist() == [16, 18, 20, 22]
     assert keyframe_indices(100, recipe, 0).tolist() == [0, 0, 0, 2]  # before the start: the first frame
     assert keyframe_indices(100, recipe, 99).tolist() == [95, 97, 99, 99]  # past the end: the last
+
+
+def test_training_proposals_take_the_actions_of_the_person_they_overlap():
+    truth = {"v,0001": [box(1, 0.1, 0.1, 0.5, 0.9), box(3, 0.1, 0.1, 0.5, 0.9), box(3, 0.6, 0.1, 0.9, 0.9)],
+             "v,0002": [box(1, 0.1, 0.1, 0.5, 0.5)]}
+    proposals = {"v,0001": [box(-1, 0.12, 0.1, 0.5, 0.88, 0.95),  # IoU 0.9 with the first person: actions 1 and 3
+                            box(-1, 0.5, 0.1, 0.95, 0.9, 0.9),  # IoU 0.24 / 0.36 with the second person: 3
+                            box(-1, 0.0, 0.0, 0.1, 0.1, 0.85)],  # nobody: a negative
+                 "v,0009": [box(-1, 0.1, 0.1, 0.5, 0.5, 0.9)]}  # a keyframe without annotations: left out
+    labelled = label_proposals(truth, proposals)
+    assert set(labelled) == {"v,0001", "v,0002"} and labelled["v,0002"] == []
+    rows = [(b.action, b.x1) for b in labelled["v,0001"]]
+    assert rows == [(1, 0.12), (3, 0.12), (3, 0.5), (-1, 0.0)]
+    (first,) = [k for k in keyframes(labelled, ACTIONS) if k.timestamp == 1]
+    np.testing.assert_array_equal(first.labels, [[1, 1], [0, 1], [0, 0]])

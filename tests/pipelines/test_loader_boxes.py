@@ -82,7 +82,8 @@ def test_evaluation_sees_whole_frames_with_the_annotated_boxes(ava):
             keyframe = records.boxes[index]
             rows = batch.boxes[batch.boxes[:, 0] == clip, 1:].numpy()
             np.testing.assert_allclose(rows, keyframe.boxes, atol=1e-6)  # whole frame, no flip: as annotated
-            expected = {(round(b.x1, 4), round(b.y1, 4)) for b in truth[f"{keyframe.video_id},{keyframe.timestamp:04d}"]}
+            key = f"{keyframe.video_id},{keyframe.timestamp:04d}"
+            expected = {(round(b.x1, 4), round(b.y1, 4)) for b in truth[key]}
             assert {(round(float(x1), 4), round(float(y1), 4)) for x1, y1, _, _ in rows} == expected
             assert all(actor_pixels(batch.video, batch.boxes, clip))
             seen += 1
