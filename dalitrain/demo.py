@@ -9,9 +9,9 @@ CPU within a time budget.
    relations (heatmap DIR/relations.png);
 4. prints a summary table and writes DIR/summary.json (its `recipe` key names the recipe): the last evaluation,
    and the epoch and top-1 of the best checkpoint (best.pt, chosen on the same validation sets); a curriculum
-   (SFA) also lists each stage's minutes and steps. `ava` reports frame-mAP with the ground-truth boxes (the
-   training's evaluation) and with the person proposals (the best checkpoint, evaluated again), the mAP of random
-   scores, the head / mid / tail split and the files the official AVA evaluation reads.
+   (SFA) also lists each stage's minutes and steps. `ava` evaluates the best checkpoint again with the
+   ground-truth boxes and with the person proposals, and reports both frame-mAPs, the mAP of random scores, the
+   head / mid / tail split and the files the official AVA evaluation reads.
 
 The budget covers everything: the training share is what is left after the corpus, minus a reserve for the
 evaluation and the report; a curriculum shares it among its stages by their epochs. A second run with the same
@@ -30,11 +30,11 @@ from dalitrain.config import ExperimentConfig, expand_stages, load_config
 from dalitrain.data.synth import PRESETS, generate_corpus
 from dalitrain.data.synth_ava import PRESETS as AVA_PRESETS, generate_ava
 from dalitrain.engine.checkpoint import load_checkpoint
+from dalitrain.engine.localisation import official_files
 from dalitrain.engine.relations import load_relations, precision_at_k, random_ranking_precision, read_planted
 from dalitrain.errors import InputError
 from dalitrain.fileio import write_atomic
 from dalitrain.figures import relations_figure, save
-from dalitrain.engine.localisation import localisation_target
 from dalitrain.methods import box_dataset
 from dalitrain.train import STAGE_RECORD, evaluate_checkpoint, train_stages
 
@@ -57,8 +57,9 @@ def _corpus_complete(corpus: Path, preset: str) -> bool:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recipe", choices=list(RECIPES), default="multitrain",
                         help="multitrain (default; mvitv2_tiny, mixed batches), cofinetune (vivit_fe_tiny, one "
-                             "dataset per batch; configs/demo_cofinetune_cpu.yaml) or sfa (cofinetune's setup as "
-                             "SFA's two stages; configs/demo_sfa_cpu.yaml)")
+                             "dataset per batch; configs/demo_cofinetune_cpu.yaml), sfa (cofinetune's setup as "
+                             "SFA's two stages; configs/demo_sfa_cpu.yaml) or ava (action localisation on a "
+                             "synthetic AVA; configs/demo_ava_cpu.yaml)")
     parser.add_argument("--preset", choices=[*PRESETS, *AVA_PRESETS], default=None,
                         help="synthetic corpus preset (default: the recipe's)")
     parser.add_argument("--minutes", type=float, default=16.0, help="total time budget (default 16)")
@@ -186,11 +187,10 @@ def localisation_report(cfg: ExperimentConfig, checkpoint: Path, out: Path) -> d
         run_cfg.data.datasets[k].eval_boxes = boxes
         runs[boxes] = evaluate_checkpoint(run_cfg, checkpoint, out / f"eval-{boxes}")[k]
     truth, found = runs["groundtruth"], runs["proposals"]
-    target = localisation_target(cfg.data, None)
     return {"frame_map": found.frame_map, "frame_map_gt_boxes": truth.frame_map, "chance_map": truth.chance_map,
             "chance_map_proposals": found.chance_map, "frame_map_split": truth.frame_map_split,
             "frame_map_split_proposals": found.frame_map_split, "detections_csv": truth.detections_csv,
-            "detections_csv_proposals": found.detections_csv, **target.paths}
+            "detections_csv_proposals": found.detections_csv, **official_files(cfg.data, cfg.data.datasets[k])}
 
 
 def _relations_report(checkpoint: Path, corpus: Path, png: Path) -> dict:

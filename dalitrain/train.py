@@ -28,12 +28,12 @@ from dalitrain.data.manifest import read_manifest
 from dalitrain.engine.distributed import DistContext, init_distributed, shutdown_distributed
 from dalitrain.engine.checkpoint import load_checkpoint
 from dalitrain.engine.evaluate import DatasetAccuracy, evaluate
+from dalitrain.engine.localisation import LocalisationTarget, localisation_target
 from dalitrain.engine.preemption import PREEMPTED_EXIT_CODE, Preempted
 from dalitrain.engine.state import seed_everything
 from dalitrain.engine.trainer import Trainer, TrainingStopped, TrainResult
 from dalitrain.errors import DalitrainError, InputError
 from dalitrain.fileio import write_atomic
-from dalitrain.engine.localisation import LocalisationTarget, localisation_target
 from dalitrain.methods import box_dataset, model_parts
 from dalitrain.models import MultiDatasetModel, build_model, init_from_checkpoint
 from dalitrain.pipelines.loader import eval_loader, train_loader

@@ -119,13 +119,15 @@ def localisation_records(data: DataConfig, ds: DatasetConfig,
     truth = read_boxes(resolve_path(data.base_dir, manifest), set(actions), scored=False, videos=set(movies),
                        bad_rows=ds.bad_rows)
     excluded = read_exclusions(resolve_path(data.base_dir, ds.excluded) if ds.excluded else None)
-    frames = {key: boxes for key, boxes in truth.items() if split == "train" or key not in excluded}
-    if (ds.train_boxes if split == "train" else ds.eval_boxes) == "proposals":  # the detector's boxes instead
-        found = read_proposals(resolve_path(data.base_dir, ds.proposals if split == "train" else ds.val_proposals),
-                               threshold=ds.train_proposal_threshold if split == "train" else ds.val_proposal_threshold,
-                               videos=set(movies), bad_rows=ds.bad_rows)
+    training = split == "train"
+    frames = {key: boxes for key, boxes in truth.items() if training or key not in excluded}
+    source, proposals, threshold = ((ds.train_boxes, ds.proposals, ds.train_proposal_threshold) if training else
+                                    (ds.eval_boxes, ds.val_proposals, ds.val_proposal_threshold))
+    if source == "proposals":  # the detector's boxes instead
+        found = read_proposals(resolve_path(data.base_dir, proposals), threshold=threshold, videos=set(movies),
+                               bad_rows=ds.bad_rows)
         # training: labelled by overlap with the annotations; evaluation: every annotated keyframe, no actions
-        frames = label_proposals(frames, found) if split == "train" else {key: found.get(key, []) for key in frames}
+        frames = label_proposals(frames, found) if training else {key: found.get(key, []) for key in frames}
     videos, boxes, quarantined = [], [], {}
     for keyframe in keyframes(frames, actions):
         path = movies[keyframe.video]
@@ -139,7 +141,7 @@ def localisation_records(data: DataConfig, ds: DatasetConfig,
         boxes.append(KeyframeBoxes(keyframe.boxes, keyframe.labels, (info.height, info.width), keyframe.video,
                                    keyframe.timestamp))
     _report(ds, manifest, videos, quarantined)
-    return DatasetRecords(ds.name, videos, "keyframe", ds.flip, ds.weight, boxes), quarantined
+    return DatasetRecords(ds.name, videos, ds.sampling, ds.flip, ds.weight, boxes), quarantined
 
 
 def load_records(data: DataConfig, split: Literal["train", "val"],

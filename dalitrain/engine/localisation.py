@@ -18,9 +18,10 @@ from typing import Optional
 import numpy as np
 import torch
 
-from dalitrain.config import DataConfig, resolve_path
+from dalitrain.config import DataConfig, DatasetConfig, resolve_path
 from dalitrain.data.ava import Box, Frames, frame_key, read_boxes, read_exclusions, read_labelmap, write_detections
 from dalitrain.data.batch import Batch
+from dalitrain.data.records import localisation_records
 from dalitrain.engine.ava_eval import frame_map, frequency_split
 
 CHANCE_DRAWS = 5
@@ -38,32 +39,33 @@ class LocalisationTarget:
     excluded: set[str]
     train_counts: dict[int, int]  # training rows per action
     split: tuple[int, int]  # head above, tail below (training instances)
-    paths: dict[str, str]  # groundtruth_csv, labelmap, excluded_csv (what the official evaluation reads)
+    paths: dict[str, Optional[str]]  # `official_files`
     detections_csv: Optional[Path] = None  # where evaluation writes the detections (None: not written)
 
 
 def localisation_target(data: DataConfig, output_dir: Optional[str | Path]) -> Optional[LocalisationTarget]:
     """The run's localisation dataset ready for scoring; None when the run has none."""
-    from dalitrain.data.records import localisation_records  # records imports the loader's sampling plans
-
     found = [(k, d) for k, d in enumerate(data.datasets) if d.task == "localisation" and d.val_manifest]
     if not found:
         return None
     k, ds = found[0]
-    actions = read_labelmap(resolve_path(data.base_dir, ds.labelmap))
-    truth_csv = resolve_path(data.base_dir, ds.val_manifest)
-    groundtruth = read_boxes(truth_csv, set(actions), scored=False, bad_rows=ds.bad_rows)
-    excluded_csv = resolve_path(data.base_dir, ds.excluded) if ds.excluded else None
+    paths = official_files(data, ds)
+    actions = read_labelmap(paths["labelmap"])
+    groundtruth = read_boxes(paths["groundtruth_csv"], set(actions), scored=False, bad_rows=ds.bad_rows)
     train = read_boxes(resolve_path(data.base_dir, ds.manifest), set(actions), scored=False, bad_rows=ds.bad_rows)
     counts = Counter(box.action for boxes in train.values() for box in boxes)
     records, _ = localisation_records(data, ds, "val")
     keys = [(b.video_id, b.timestamp) for b in records.boxes]
-    return LocalisationTarget(k, ds.name, actions, keys, groundtruth, read_exclusions(excluded_csv),
-                              {a: counts.get(a, 0) for a in actions}, tuple(ds.frequency_split),
-                              {"groundtruth_csv": str(truth_csv), "labelmap": str(resolve_path(data.base_dir,
-                                                                                                ds.labelmap)),
-                               "excluded_csv": str(excluded_csv) if excluded_csv else None},
+    return LocalisationTarget(k, ds.name, actions, keys, groundtruth, read_exclusions(paths["excluded_csv"]),
+                              {a: counts.get(a, 0) for a in actions}, tuple(ds.frequency_split), paths,
                               Path(output_dir) / f"detections_{ds.name}.csv" if output_dir else None)
+
+
+def official_files(data: DataConfig, ds: DatasetConfig) -> dict[str, Optional[str]]:
+    """The files the official AVA evaluation reads beside the detections: groundtruth_csv, labelmap, excluded_csv."""
+    return {"groundtruth_csv": str(resolve_path(data.base_dir, ds.val_manifest)),
+            "labelmap": str(resolve_path(data.base_dir, ds.labelmap)),
+            "excluded_csv": str(resolve_path(data.base_dir, ds.excluded)) if ds.excluded else None}
 
 
 Scored = list[tuple[int, np.ndarray, np.ndarray]]  # (keyframe index, box [4] x1 y1 x2 y2, action scores [A])

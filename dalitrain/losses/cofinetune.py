@@ -56,4 +56,4 @@ class CoFinetuneLoss(nn.Module):
         share = counts[self.box_dataset] / batch
         box = per_box.sum() * (world_size() / boxes.clamp(min=1.0)) * share
         total = ce + box
-        return LossTerms(total, {"ce": torch.as_tensor(ce).detach(), "box_bce": box.detach(), "loss": total.detach()})
+        return LossTerms(total, {"ce": ce.detach(), "box_bce": box.detach(), "loss": total.detach()})

@@ -90,7 +90,7 @@ class ViViTConfig:
     frozen_chunk_frames: int = 16
     # What `features` gives box heads as the feature map: "spatial", the spatial transformer's patch tokens (each has
     # seen its tubelet only); "temporal", those tokens run through the temporal transformer (the same weights) one
-    # spatial location at a time, so that each cell also sees the other frames (module docstring has the measurements)
+    # spatial location at a time, so that each cell also sees the other frames (README, "Design choices, measured")
     feature_map: Literal["spatial", "temporal"] = "spatial"
 
     def __post_init__(self):
@@ -185,11 +185,12 @@ class ViViT(nn.Module):
         return None
 
     def features(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """video [B, 3, T, H, W] -> (the embedding `forward` gives [B, D], the spatial transformer's final (normed)
-        patch tokens on their grid [B, D, t', h, w]) from one pass of the spatial transformer. Recorded deviation:
-        the factorised encoder keeps no h x w tokens after its temporal transformer, and the co-finetuning paper
-        does not say how its ROI-Align head gets them; these tokens have seen no other frame (only the tubelet's t
-        frames)."""
+        """video [B, 3, T, H, W] -> (the embedding `forward` gives [B, D], a feature map [B, D, t', h, w]) from one
+        pass of the spatial transformer. The map is the spatial transformer's final (normed) patch tokens on their
+        grid, which have seen no other frame than their tubelet's, or with `config.feature_map: temporal` those
+        tokens through the temporal transformer one location at a time. Recorded deviation: the factorised encoder
+        keeps no h x w tokens after its temporal transformer, and the co-finetuning paper does not say how its
+        ROI-Align head gets them. Frozen, the spatial pass runs without autograd but whole (not in chunks)."""
         with torch.no_grad() if self.spatial_frozen else nullcontext():
             x, t = self.spatial.tokens(video)  # [B*t', 1+h*w, D]
         (h, w), D = self.spatial.grid, x.shape[-1]
