@@ -24,7 +24,8 @@ Steps 2-4 of batch k + 1 run in a background thread while the consumer trains on
 
 Localisation samples (AVA) carry their keyframe's person boxes: each sample's boxes go through the crop window
 and flip its plan gave the graph (dalitrain.data.boxes), with the box jitter drawn from a generator of (seed, epoch,
-position in the epoch), so a resumed run draws the same; the batch collates them into `boxes` and `box_labels`.
+rank, position in the epoch), so a resumed run draws the same; the batch collates them into `boxes` and
+`box_labels`.
 
 Bad files: a file that fails to decode is quarantined for the rest of the run and its sample is replaced by
 another video of the same dataset (chosen deterministically from the sample's position), so batch sizes and the
@@ -314,7 +315,9 @@ class VideoLoader:
             keyframe = table[s.video]
             window = Window(s.short_side, s.crop_anchor, self.data.crop_size).box(*keyframe.frame_hw)
             jitter = self.data.datasets[s.dataset].box_jitter if self.training else 0.0
-            rng = np.random.default_rng([self.seed, self.epoch, step * self.batch_size + i]) if jitter else None
+            # per rank too: the same position on two ranks holds different clips, which must not share a draw
+            rng = (np.random.default_rng([self.seed, self.epoch, self.shard_id, step * self.batch_size + i])
+                   if jitter else None)
             boxes, kept = boxes_in_clip(keyframe.boxes, keyframe.frame_hw, window, s.flip, jitter=jitter, rng=rng)
             per_clip.append((boxes, keyframe.labels[kept]))
         boxes, labels = batch_boxes(per_clip)

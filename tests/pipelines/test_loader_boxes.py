@@ -100,3 +100,14 @@ def test_evaluation_with_proposals_keeps_every_annotated_keyframe(ava):
     assert keys(proposals) == keys(truth)
     assert all(b.labels.sum() == 0 for b in proposals.boxes)  # a detector's boxes carry no actions
     assert sum(len(b.boxes) for b in proposals.boxes) >= sum(len(b.boxes) for b in truth.boxes)  # plus false positives
+
+
+def test_ranks_draw_their_own_box_jitter(ava):
+    data = ava_data(ava)
+    data.datasets[0].box_jitter = 0.15
+    # the same plan on two "ranks" (one shard each, so both hold the same clips): only the rank differs
+    first = [b.boxes for b in train_loader(data, seed=1, shard_id=0, num_shards=1)]
+    loader = train_loader(data, seed=1, shard_id=0, num_shards=1)
+    loader.shard_id = 1
+    second = [b.boxes for b in loader]
+    assert any(not torch.equal(a, b) for a, b in zip(first, second) if a.shape == b.shape)
