@@ -66,3 +66,11 @@ def test_ava_demo_reports_frame_map_with_both_box_sources_and_the_official_files
     assert rows and all(len(row.split(",")) == 8 for row in rows)  # the official CSV: one row per box and action
     result = summary["datasets"]["ava_like"]
     assert result["videos"] == result["expected"] > 0
+
+
+def test_a_preset_of_the_other_task_is_refused_in_one_line(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "dalitrain.cli", "demo", "--recipe", "ava", "--preset", "tiny",
+                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip() == "dalitrain demo: error: --preset tiny: the ava recipe takes an AVA preset"
+    assert not (tmp_path / "corpus-tiny").exists()  # refused before generating anything
