@@ -17,6 +17,7 @@ from typing import Any, Literal, Optional
 
 import yaml
 
+from dalitrain.data.augment import RandAugmentSpec
 from dalitrain.errors import DalitrainError
 from dalitrain.fileio import write_atomic
 
@@ -75,6 +76,28 @@ class DatasetConfig:
 
 
 @dataclass
+class AugmentConfig:
+    """Training augmentation beyond short side, crop and flip (dalitrain/data/augment.py has each op's definition;
+    the DALI graph runs them). The defaults turn every one off; `configs/*_released_augment.yaml` name
+    PySlowFast's MViTv2 recipe, as MultiTrain's released configs train."""
+
+    # short_side: scale the short side to a random length in data.short_side, then a crop_size square (the paper
+    # text); resized: a random box of area share `area` and aspect ratio `aspect`, scaled to crop_size
+    # (PySlowFast's TRAIN_JITTER_SCALES_RELATIVE / TRAIN_JITTER_ASPECT_RELATIVE)
+    crop: Literal["short_side", "resized"] = "short_side"
+    area: list[float] = field(default_factory=lambda: [0.08, 1.0])
+    aspect: list[float] = field(default_factory=lambda: [0.75, 4 / 3])
+    interpolation: Literal["linear", "cubic"] = "linear"  # of the crop's resize
+    color_jitter: float = 0.0  # brightness, contrast, saturation factors in [1 - x, 1 + x]
+    rand_augment: Optional[str] = None  # timm's string, e.g. rand-m7-n4-mstd0.5-inc1
+    erase_prob: float = 0.0  # random erasing: one box through all frames, with this probability
+    erase_mode: Literal["pixel", "rand", "const"] = "pixel"
+
+    def active(self) -> bool:
+        return self.crop != "short_side" or bool(self.color_jitter or self.rand_augment or self.erase_prob)
+
+
+@dataclass
 class DataConfig:
     datasets: list[DatasetConfig]
     base_dir: str = "."
@@ -87,7 +110,10 @@ class DataConfig:
     batch_policy: Literal["weighted", "alternating"] = "weighted"  # how per_batch picks a batch's dataset
     epoch_size: Optional[int] = None  # samples per epoch; None = sum of the dataset sizes
     short_video: Literal["pad", "loop"] = "pad"  # videos shorter than num_frames * stride
-    auto_augment: Optional[Literal["rand_augment", "trivial_augment"]] = None
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # repeated augmentation: each decoded clip gives this many independently augmented samples of one batch
+    # (batch_size counts samples: batch_size / num_samples clips); an epoch visits each video once
+    num_samples: int = 1
     device: Literal["auto", "cpu", "gpu"] = "auto"
     # "default": NVDEC on a GPU, the fastest measured CPU decoder on the CPU; pyav | torchcodec | dali | nvdec
     decoder: str = "default"
@@ -390,9 +416,31 @@ def _check_consistent(cfg: ExperimentConfig, source: str) -> None:
     for i, ds in enumerate(cfg.data.datasets):
         if ds.task == "classification" and ds.sampling == "keyframe":
             raise ConfigError(f"{source}: data.datasets.{i}.sampling: keyframe clips are for task: localisation")
+    _check_augment(cfg.data, source)
     if cfg.loss.projection_sparsity > 0 and cfg.loss.projection == "none":
         raise ConfigError(f"{source}: loss.projection_sparsity: regularises the projections, but loss.projection "
                           "is none")
+
+
+def _check_augment(data: DataConfig, source: str) -> None:
+    augment = data.augment
+    if data.num_samples < 1 or data.batch_size % data.num_samples:
+        raise ConfigError(f"{source}: data.num_samples: {data.num_samples} must be >= 1 and divide data.batch_size "
+                          f"({data.batch_size}): a batch holds batch_size / num_samples clips")
+    for key, (low, high), bounds in (("area", augment.area, (0.0, 1.0)), ("aspect", augment.aspect, (0.0, None))):
+        if not bounds[0] < low <= high or (bounds[1] is not None and high > bounds[1]):
+            raise ConfigError(f"{source}: data.augment.{key}: [{low}, {high}] is not an increasing range inside "
+                              f"({bounds[0]}, {bounds[1] or 'inf'}]")
+    if not 0 <= augment.erase_prob <= 1 or not 0 <= augment.color_jitter < 1:
+        raise ConfigError(f"{source}: data.augment: erase_prob must be in [0, 1] and color_jitter in [0, 1)")
+    if augment.rand_augment is not None and any(d.task == "localisation" for d in data.datasets):
+        raise ConfigError(f"{source}: data.augment.rand_augment: its rotations, shears and translations would move "
+                          "the persons away from their boxes (a localisation dataset is in data.datasets)")
+    if augment.rand_augment is not None:
+        try:
+            RandAugmentSpec.parse(augment.rand_augment)
+        except ValueError as err:
+            raise ConfigError(f"{source}: data.augment.rand_augment: {err}") from None
 
 
 def expand_stages(cfg: ExperimentConfig, source: str = "config") -> list[tuple[str, ExperimentConfig]]:

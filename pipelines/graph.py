@@ -5,45 +5,45 @@ them, so a resumed run sees exactly the same batches):
 - `frames`: the decoded clip, uint8 [T, H, W, 3] (layout FHWC) when the loader decodes on the CPU, or
   `encoded` (the file's bytes) + `frame_ids` [T] when the graph decodes itself (NVDEC on a GPU, or DALI's CPU
   decoder as the `dali` strategy);
-- `short_side` (float), `crop_anchor` (2 floats: position of the crop along the long and the short side, in
-  [0, 1]) and `flip` (bool): the clip's random augmentation, identical for all of its frames.
+- `roi` (4 floats: top, left, bottom, right in source pixels: the crop window, computed by the loader from the
+  plan's draws and the frame size, `decode.Window.box` or `augment.ResizedCrop.box`) and `flip` (bool): the clip's
+  spatial augmentation, identical for all of its frames;
+- with `data.augment`'s ops on (dalitrain/data/augment.py): `color` [3] factors; RandAugment's `ra_ops` /
+  `ra_values` [N] (its pointwise ops, pipelines/rand_augment.py) and `warp` (bool) + `matrix` [2, 3] (its
+  rotations, shears and translations composed with the crop, `augment.geometry`); `erase_box` [4] int32 (top, left,
+  height, width; height 0: none) and `erase_fill` [3, T, h, w] float32 (the values the box gets).
 
-Augmentation crops before it resizes: the crop window is computed in source pixels from the random short side,
-so `fn.resize` reads only the window (`roi_start`/`roi_end`) and writes crop x crop pixels, never the whole
-resized frame. `fn.crop_mirror_normalize` then flips, normalises and transposes to C,T,H,W in one pass. The
-resize writes float directly, and the external source reads the decoded frames without a copy (`no_copy`: the
-loader keeps them alive until `run()` returns); README, "Design choices, measured".
+Augmentation crops before it resizes: `fn.resize` reads only the window (`roi_start`/`roi_end`) and writes
+crop x crop pixels, never the whole resized frame. RandAugment's geometric ops join the crop in one
+`fn.warp_affine` from the source frame: one resampling instead of two, and a warp of the crop costs 1.5x a resize
+where resize then warp cost 2.5x (README, "Augmentation"). Colour jitter and RandAugment then run on the uint8 crop, and
+`fn.crop_mirror_normalize` flips, normalises and transposes to C,T,H,W in one pass. Random erasing comes last, on
+the normalised clip as in PySlowFast: DALI's `fn.erase` fills a box with one constant, so the box is zeroed and
+the fill added, placed by `fn.slice` with a negative anchor (the padding around it is 0). The resize writes float
+directly when nothing needs uint8 after it, and the external source reads the decoded frames without a copy
+(`no_copy`: the loader keeps them alive until `run()` returns); README, "Design choices, measured".
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Sequence
 
 from nvidia.dali import fn, pipeline_def, types
-import nvidia.dali.math as dmath
+
+from dalitrain.pipelines.rand_augment import FILL, color_jitter, rand_augment
+
+INTERPOLATION = {"linear": types.INTERP_LINEAR, "cubic": types.INTERP_CUBIC}
 
 
-def crop_window(video, short_side, crop_anchor, crop_size: int):
-    """ROI in source pixels ([y0, x0], [y1, x1]) of a crop_size square after scaling the short side (the box
-    of decode.Window, in DALI arithmetic)."""
-    shape = fn.cast(video.shape(), dtype=types.FLOAT)  # [F, H, W, C]
-    height, width = shape[1], shape[2]
-    window = crop_size * dmath.min(height, width) / short_side  # the crop's size before resizing
-    win_h, win_w = dmath.min(window, height), dmath.min(window, width)
-    tall = fn.cast(height > width, dtype=types.FLOAT)
-    along_long, along_short = crop_anchor[0], crop_anchor[1]
-    y0 = (tall * along_long + (1 - tall) * along_short) * (height - win_h)
-    x0 = ((1 - tall) * along_long + tall * along_short) * (width - win_w)
-    return fn.stack(y0, x0), fn.stack(y0 + win_h, x0 + win_w)
-
-
-@pipeline_def(enable_conditionals=True)  # auto_aug selects its ops with `if`
+@pipeline_def(enable_conditionals=True)  # RandAugment picks its ops and erasing its clips with `if`
 def clip_pipeline(*, device: str, decode_in_graph: bool, training: bool, crop_size: int,
-                  mean: Sequence[float], std: Sequence[float], auto_augment: Optional[str] = None,
-                  resize_in_graph: bool = True):
+                  mean: Sequence[float], std: Sequence[float], resize_in_graph: bool = True,
+                  interpolation: str = "linear", color: bool = False, rand_augment_layers: int = 0,
+                  erase: bool = False):
     """`device` "cpu" or "gpu": where augmentation runs. With `decode_in_graph`, decoding runs in the graph too
     (on the GPU: NVDEC through the "mixed" backend); otherwise the frames come decoded from the loader. Without
     `resize_in_graph` the loader's decoder already cropped and scaled them to crop_size (decode.WINDOWED), and
-    the graph has no `short_side` and `crop_anchor` inputs."""
+    the graph has no `roi` input. `color`, `rand_augment_layers` and `erase` (training only) add those ops and
+    their inputs."""
     if decode_in_graph:
         encoded = fn.external_source(name="encoded", dtype=types.UINT8, ndim=1, no_copy=True)
         frame_ids = fn.external_source(name="frame_ids", dtype=types.INT32, ndim=1)
@@ -55,25 +55,46 @@ def clip_pipeline(*, device: str, decode_in_graph: bool, training: bool, crop_si
         if device == "gpu":  # --- GPU-only: augment on the GPU ---
             video = video.gpu()
     flip = fn.external_source(name="flip", dtype=types.BOOL, ndim=0)
-    augment = training and auto_augment
+    color, rand_augment_layers, erase = (color, rand_augment_layers, erase) if training else (False, 0, False)
+    # colour jitter and RandAugment's ops (posterize, equalize, ...) need uint8; otherwise float saves a pass
+    dtype = types.UINT8 if color or rand_augment_layers else types.FLOAT
+    cropped = video
     if resize_in_graph:
-        short_side = fn.external_source(name="short_side", dtype=types.FLOAT, ndim=0)
-        crop_anchor = fn.external_source(name="crop_anchor", dtype=types.FLOAT, ndim=1)
-        roi_start, roi_end = crop_window(video, short_side, crop_anchor, crop_size)
-        # auto_aug's ops (posterize, equalize, ...) need uint8; otherwise float saves a rounding pass
-        video = fn.resize(video, size=[crop_size, crop_size], roi_start=roi_start, roi_end=roi_end,
-                          interp_type=types.INTERP_LINEAR, dtype=types.UINT8 if augment else types.FLOAT)
-    if augment:
-        video = _auto_augment(video, auto_augment)
-    return fn.crop_mirror_normalize(video, mirror=fn.cast(flip, dtype=types.INT32), dtype=types.FLOAT,
-                                    output_layout="CFHW", mean=[255 * m for m in mean],
-                                    std=[255 * s for s in std])
+        roi = fn.external_source(name="roi", dtype=types.FLOAT, ndim=1)
+        cropped = fn.resize(video, size=[crop_size, crop_size], roi_start=roi[0:2], roi_end=roi[2:4],
+                            interp_type=INTERPOLATION[interpolation], dtype=dtype)
+    if rand_augment_layers:
+        # a clip whose RandAugment draw rotates, shears or translates is cropped, scaled and moved by one warp
+        # (the inverse map `matrix` [2, 3], x before y, from the loader); the others are only cropped
+        warped = fn.external_source(name="warp", dtype=types.BOOL, ndim=0)
+        matrix = fn.external_source(name="matrix", dtype=types.FLOAT, ndim=2)
+        if warped:
+            cropped = fn.warp_affine(video, matrix=matrix, size=[crop_size, crop_size], fill_value=FILL,
+                                     interp_type=types.INTERP_LINEAR, inverse_map=True, dtype=dtype)
+    video = cropped
+    if color:
+        video = color_jitter(video, fn.external_source(name="color", dtype=types.FLOAT, ndim=1))
+    if rand_augment_layers:
+        ops = fn.external_source(name="ra_ops", dtype=types.INT32, ndim=1)
+        values = fn.external_source(name="ra_values", dtype=types.FLOAT, ndim=1)
+        video = rand_augment(video, ops, values, rand_augment_layers)
+    video = fn.crop_mirror_normalize(video, mirror=fn.cast(flip, dtype=types.INT32), dtype=types.FLOAT,
+                                     output_layout="CFHW", mean=[255 * m for m in mean],
+                                     std=[255 * s for s in std])
+    if erase:
+        video = _erase(video, fn.external_source(name="erase_box", dtype=types.INT32, ndim=1),
+                       fn.external_source(name="erase_fill", dtype=types.FLOAT, ndim=4, layout="CFHW"))
+    return video
 
 
-def _auto_augment(video, policy: str):
-    """DALI's auto_aug on a whole clip: one op with one magnitude per sample, so every frame gets the same."""
-    from nvidia.dali.auto_aug import rand_augment, trivial_augment
-
-    if policy == "rand_augment":
-        return rand_augment.rand_augment(video, n=2, m=9)
-    return trivial_augment.trivial_augment_wide(video)
+def _erase(video, box, fill):
+    """video [C, F, H, W]: the box (top, left, height, width) of every frame replaced by `fill` [C, F, h, w]."""
+    if box[2] > 0:
+        anchor, shape = fn.cast(box[0:2], dtype=types.FLOAT), fn.cast(box[2:4], dtype=types.FLOAT)
+        video = fn.erase(video, anchor=anchor, shape=shape, axis_names="HW", fill_value=0.0,
+                         normalized_anchor=False, normalized_shape=False)
+        # the fill placed at the box in a zero canvas of the frame's size: a slice starting before it
+        video = video + fn.slice(fill, -anchor, fn.cast(video.shape()[2:4], dtype=types.FLOAT), axis_names="HW",
+                                 normalized_anchor=False, normalized_shape=False, out_of_bounds_policy="pad",
+                                 fill_values=0.0)
+    return video

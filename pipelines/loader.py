@@ -8,9 +8,10 @@
     shard_from_env()                  # (rank, world size) under torchrun, for shard_id / num_shards
 
 Determinism: everything a batch holds follows from (seed, epoch), so a run resumed with `start_step=k` gets
-the same batches k, k+1, ... as the uninterrupted run (iterating again without set_epoch replays the epoch). Two
-exceptions: DALI's auto_augment draws its own random numbers (seeded per (seed, rank, epoch), restarted on
-resume), and a file that failed before the resume point is only quarantined again when it is met again.
+the same batches k, k+1, ... as the uninterrupted run (iterating again without set_epoch replays the epoch): every
+random augmentation is drawn by the plan (dalitrain/data/augment.py), the erased boxes' noise from a generator of
+(seed, epoch, rank, position). One exception: a file that failed before the resume point is only quarantined again
+when it is met again.
 
 Stages, each inside an NVTX range (`dalitrain.decode`, `dalitrain.dali`, `dalitrain.to_torch`):
 1. the plan (dalitrain/data/sampling.py) fixes every sample of the epoch from (seed, epoch);
@@ -18,7 +19,9 @@ Stages, each inside an NVTX range (`dalitrain.decode`, `dalitrain.dali`, `dalitr
    strategy by default; torchcodec also crops and scales while converting colours) while DALI augments the
    current one; with NVDEC (the GPU's default) or `decoder: dali`, the pool only reads the files' bytes and the
    graph decodes; on a GPU with `decoder: pyav|torchcodec`, the CPU decodes and the graph augments on the GPU;
-3. the DALI graph (dalitrain.pipelines.graph) crops and resizes (unless the decoder did), flips and normalises;
+3. the DALI graph (dalitrain.pipelines.graph) crops and resizes (unless the decoder did), runs `data.augment`'s
+   ops, flips and normalises. With repeated augmentation (`data.num_samples` k) the k samples of a clip are
+   adjacent in the batch and share one decode (the graph crops each: the decoder does not window then);
 4. its output is copied into (pinned, with CUDA) torch tensors, on the current CUDA stream.
 Steps 2-4 of batch k + 1 run in a background thread while the consumer trains on batch k.
 
@@ -43,7 +46,7 @@ import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 import numpy as np
 import nvtx
@@ -52,6 +55,7 @@ from nvidia.dali.plugin.pytorch import feed_ndarray
 
 from dalitrain.config import DataConfig, EvalConfig
 from dalitrain.data.batch import Batch
+from dalitrain.data.augment import RandAugmentSpec, ResizedCrop, erase_fill, geometry, pointwise
 from dalitrain.data.boxes import batch_boxes, boxes_in_clip
 from dalitrain.data.records import load_records
 from dalitrain.data.sampling import (ClipRecipe, DatasetRecords, Sample, eval_plan, replacement_video,
@@ -120,7 +124,14 @@ class VideoLoader:
         self.device_id, self.shard_id = device_id, shard_id
         self.decoder = resolve_decoder(data.decoder, self.device)
         self.decode_in_graph = self.decoder in ("dali", "nvdec")
-        self.resize_in_graph = self.decoder not in WINDOWED
+        self.repeats = data.num_samples if training else 1  # adjacent samples sharing one decoded clip
+        augment = data.augment
+        # the graph crops when one decode feeds several crops, or when the resize must be bicubic (FFmpeg's is not)
+        self.resize_in_graph = self.decoder not in WINDOWED or self.repeats > 1 or augment.interpolation != "linear"
+        self.graph_ops = {"interpolation": augment.interpolation, "color": bool(augment.color_jitter),
+                          "rand_augment_layers": 0, "erase": bool(augment.erase_prob)}
+        if augment.rand_augment:
+            self.graph_ops["rand_augment_layers"] = RandAugmentSpec.parse(augment.rand_augment).layers
         self.workers = DecodeWorkers(max(data.num_threads, 1), "dalitrain-decode")
         self.failed: list[set[int]] = [set() for _ in datasets]  # quarantined during this run, per dataset
         self.quarantine: dict[str, str] = {}  # path -> reason, for files that failed during this run
@@ -172,14 +183,28 @@ class VideoLoader:
     def _path(self, s: Sample) -> Path:
         return self.datasets[s.dataset].videos[s.video].path
 
+    def _window(self, s: Sample) -> Window | ResizedCrop:
+        """The sample's crop window: `.box(height, width)` gives it in source pixels."""
+        if s.augment is not None and s.augment.resized_crop is not None:
+            return s.augment.resized_crop
+        return Window(s.short_side, s.crop_anchor, self.data.crop_size)
+
     def _load(self, s: Sample) -> np.ndarray:
         if self.decode_in_graph:
             return np.fromfile(self._path(s), dtype=np.uint8)
-        window = None if self.resize_in_graph else Window(s.short_side, s.crop_anchor, self.data.crop_size)
-        return DECODERS[self.decoder](self._path(s), s.frames, window)
+        return DECODERS[self.decoder](self._path(s), s.frames, None if self.resize_in_graph else self._window(s))
 
     def _submit(self, samples: list[Sample]) -> list[Future]:
-        return [self.workers.submit(self._load, s) for s in samples]
+        """One decode per distinct clip when the graph crops: a clip's repeated samples (and an evaluation's
+        spatial views) share it."""
+        by_clip: dict = {}
+        pending = []
+        for i, s in enumerate(samples):
+            key = (s.dataset, s.video, s.frames.tobytes()) if self.resize_in_graph else i
+            if key not in by_clip:
+                by_clip[key] = self.workers.submit(self._load, s)
+            pending.append(by_clip[key])
+        return pending
 
     def _collect(self, step: int, samples: list[Sample], pending: list[Future]) -> tuple[list[Sample], list]:
         """The batch's decoded clips, with failed or quarantined videos replaced by playable ones."""
@@ -193,7 +218,7 @@ class VideoLoader:
                 self._quarantine(samples[i], str(err))
                 clip = None
             while clip is None:
-                samples[i] = self._replacement(samples[i], step * self.batch_size + i)
+                samples[i] = self._replacement(samples[i], step, i)
                 try:
                     clip = self.workers.result(self.workers.submit(self._load, samples[i]), timeout,
                                                str(self._path(samples[i])))
@@ -215,7 +240,10 @@ class VideoLoader:
                 f"dataset {ds.name}: {self.skipped[ds.name]} of {len(ds.videos)} files failed to decode in epoch "
                 f"{self.epoch} (more than data.max_skipped_fraction={self.data.max_skipped_fraction}); last: {reason}")
 
-    def _replacement(self, s: Sample, position: int) -> Sample:
+    def _replacement(self, s: Sample, step: int, i: int) -> Sample:
+        """A stand-in for sample i of batch `step`; chosen by the position of its clip's first sample, so that the
+        repeated samples of a clip get the same stand-in (and keep sharing frames), each with its own augmentation."""
+        position = step * self.batch_size + i - i % self.repeats
         ds = self.datasets[s.dataset]
         video = replacement_video(ds, self.failed[s.dataset], self.seed, self.epoch, position)
         rng = np.random.default_rng([self.seed, self.epoch, position]) if self.training else None
@@ -230,8 +258,8 @@ class VideoLoader:
 
     def pipeline_placement(self) -> dict:
         """Where the DALI graph runs and how it is seeded: on this rank's GPU (under torchrun, LOCAL_RANK's; not
-        GPU 0 for every rank), with a seed of its own per (seed, rank, epoch), so ranks draw different random
-        augmentations."""
+        GPU 0 for every rank), with a seed of its own per (seed, rank, epoch). The graph draws no random numbers of
+        its own (the plan draws them all); the seed keeps DALI's state reproducible all the same."""
         seed = int(np.random.SeedSequence([self.seed, self.shard_id, self.epoch]).generate_state(1)[0] >> 1)
         return {"device_id": self.device_id if self.device == "gpu" else None, "seed": seed}
 
@@ -240,17 +268,16 @@ class VideoLoader:
                              prefetch_queue_depth=1, exec_dynamic=True, device=self.device,
                              decode_in_graph=decode_in_graph, training=self.training,
                              crop_size=self.data.crop_size, mean=self.data.mean, std=self.data.std,
-                             auto_augment=self.data.auto_augment, resize_in_graph=self.resize_in_graph,
-                             **self.pipeline_placement())
+                             resize_in_graph=self.resize_in_graph, **self.graph_ops, **self.pipeline_placement())
         pipe.build()
         return pipe
 
-    def _run_pipe(self, samples: list[Sample], clips: list):
+    def _run_pipe(self, step: int, samples: list[Sample], clips: list):
         if self.pipe is None:
             self.pipe = self._build_pipe(self.decode_in_graph)
-        return self._feed_and_run(self.pipe, samples, clips, encoded=self.decode_in_graph)
+        return self._feed_and_run(self.pipe, step, samples, clips, encoded=self.decode_in_graph)
 
-    def _feed_and_run(self, pipe, samples: list[Sample], clips: list, *, encoded: bool):
+    def _feed_and_run(self, pipe, step: int, samples: list[Sample], clips: list, *, encoded: bool):
         """One batch through `pipe`: `clips` are the files' bytes (`encoded`, the graph decodes) or decoded frames."""
         if encoded:
             pipe.feed_input("encoded", clips)
@@ -258,17 +285,59 @@ class VideoLoader:
         else:
             pipe.feed_input("frames", clips)
         if self.resize_in_graph:
-            pipe.feed_input("short_side", [np.float32(s.short_side) for s in samples])
-            pipe.feed_input("crop_anchor", [np.asarray(s.crop_anchor, np.float32) for s in samples])
+            pipe.feed_input("roi", [self._roi(s, clip, encoded) for s, clip in zip(samples, clips)])
         pipe.feed_input("flip", [np.bool_(s.flip) for s in samples])
+        if self.training and self.graph_ops["color"]:
+            pipe.feed_input("color", [np.asarray(s.augment.color, np.float32) for s in samples])
+        if self.training and self.graph_ops["rand_augment_layers"]:
+            pipe.feed_input("ra_ops", [pointwise(s.augment.ops) for s in samples])
+            pipe.feed_input("ra_values", [s.augment.values for s in samples])
+            maps = [self._warp(s, clip, encoded) for s, clip in zip(samples, clips)]
+            pipe.feed_input("warp", [np.bool_(m is not None) for m in maps])
+            pipe.feed_input("matrix", [np.eye(3, dtype=np.float32)[:2] if m is None else m for m in maps])
+        if self.training and self.graph_ops["erase"]:
+            pipe.feed_input("erase_box", [np.asarray(s.augment.erase, np.int32) for s in samples])
+            pipe.feed_input("erase_fill", [self._erase_fill(step, i, s) for i, s in enumerate(samples)])
         (video,) = pipe.run()
         return video
+
+    def _box(self, s: Sample, clip: np.ndarray, encoded: bool) -> tuple[int, int, int, int]:
+        """The crop window (top, left, height, width) in source pixels, from the frame size: the decoded clip's,
+        or the video's record when the graph decodes."""
+        height, width = self.datasets[s.dataset].videos[s.video].size if encoded else clip.shape[1:3]
+        return self._window(s).box(height, width)
+
+    def _roi(self, s: Sample, clip: np.ndarray, encoded: bool) -> np.ndarray:
+        top, left, box_h, box_w = self._box(s, clip, encoded)
+        return np.array([top, left, top + box_h, left + box_w], np.float32)
+
+    def _warp(self, s: Sample, clip: np.ndarray, encoded: bool) -> Optional[np.ndarray]:
+        """The inverse map [2, 3] from the output crop to the graph's input frames of a sample whose RandAugment draw
+        moves the picture (None otherwise): the draw's geometry, then the crop window's scale and offset (unless the
+        decoder already cropped)."""
+        moved = geometry(s.augment.ops, s.augment.values, self.data.crop_size)
+        if moved is None:
+            return None
+        if self.resize_in_graph:
+            top, left, box_h, box_w = self._box(s, clip, encoded)
+            crop = self.data.crop_size
+            moved = np.array([[box_w / crop, 0, left], [0, box_h / crop, top], [0, 0, 1]]) @ moved
+        return moved[:2].astype(np.float32)
+
+    def _erase_fill(self, step: int, i: int, s: Sample) -> np.ndarray:
+        """The values of sample i's erased box, from a generator of (seed, epoch, rank, position), so a resumed run
+        draws the same; a placeholder when the sample is not erased (the graph does not read it)."""
+        box = s.augment.erase
+        if not box[2]:
+            return np.zeros((3, 1, 1, 1), np.float32)
+        rng = np.random.default_rng([self.seed, self.epoch, self.shard_id, step * self.batch_size + i, 1])
+        return erase_fill(box, len(s.frames), self.data.augment.erase_mode, rng)
 
     def _augment(self, step: int, samples: list[Sample], clips: list) -> Batch:
         with nvtx.annotate("dalitrain.dali", color="green"):
             while True:
                 try:
-                    video = self._run_pipe(samples, clips)
+                    video = self._run_pipe(step, samples, clips)
                     break
                 except RuntimeError as err:  # in-graph decoding failed: DALI's pipeline is dead
                     if not self.decode_in_graph:
@@ -279,7 +348,7 @@ class VideoLoader:
                         self.fallback_batches += 1
                         if self.frames_pipe is None:
                             self.frames_pipe = self._build_pipe(decode_in_graph=False)
-                        video = self._feed_and_run(self.frames_pipe, samples, decoded, encoded=False)
+                        video = self._feed_and_run(self.frames_pipe, step, samples, decoded, encoded=False)
                         break
         with nvtx.annotate("dalitrain.to_torch", color="red"):
             return self._to_batch(step, samples, video)
@@ -300,7 +369,7 @@ class VideoLoader:
                         "on the CPU", step, self.decoder, str(err).strip().splitlines()[0] if str(err) else err)
             return samples, None, decoded
         for i in culprits:
-            samples[i] = self._replacement(samples[i], step * self.batch_size + i)
+            samples[i] = self._replacement(samples[i], step, i)
         return (*self._collect(step, samples, self._submit(samples)), None)
 
     def _boxes(self, step: int, samples: list[Sample]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -313,7 +382,7 @@ class VideoLoader:
                 per_clip.append((np.zeros((0, 4)), np.zeros((0, actions))))
                 continue
             keyframe = table[s.video]
-            window = Window(s.short_side, s.crop_anchor, self.data.crop_size).box(*keyframe.frame_hw)
+            window = self._window(s).box(*keyframe.frame_hw)
             jitter = self.data.datasets[s.dataset].box_jitter if self.training else 0.0
             # per rank too: the same position on two ranks holds different clips, which must not share a draw
             rng = (np.random.default_rng([self.seed, self.epoch, self.shard_id, step * self.batch_size + i])
@@ -367,7 +436,9 @@ def train_loader(data: DataConfig, *, shard_id: int = 0, num_shards: int = 1, se
     def plan(seed_: int, epoch_: int) -> list[list[Sample]]:
         return train_plan(datasets, recipe, batch_size=data.batch_size, short_side=data.short_side,
                           mixing=data.mixing, batch_policy=data.batch_policy, epoch_size=data.epoch_size,
-                          seed=seed_, epoch=epoch_, shard_id=shard_id, num_shards=num_shards)
+                          seed=seed_, epoch=epoch_, shard_id=shard_id, num_shards=num_shards,
+                          augment=data.augment if data.augment.active() else None, crop_size=data.crop_size,
+                          num_samples=data.num_samples)
 
     return VideoLoader(data, datasets, plan, training=True, batch_size=data.batch_size, seed=seed, epoch=epoch,
                        start_step=start_step, device=device, device_id=device_id, shard_id=shard_id)

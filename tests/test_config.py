@@ -66,6 +66,15 @@ def test_loads_typed_sections(tmp_path):
                      "task: localisation, sampling: keyframe, labelmap: m.pbtxt}")
      .replace("sampling: uniform", "task: localisation, sampling: keyframe, labelmap: m.pbtxt")
      + "method: cofinetune\n", "data.datasets", "one localisation dataset per run (one box head), got 2"),
+    (MINIMAL.replace("optim:", "  num_samples: 3\noptim:"), "data.num_samples",
+     "3 must be >= 1 and divide data.batch_size (8)"),
+    (MINIMAL.replace("optim:", "  augment: {rand_augment: rand-m7-x4}\noptim:"), "data.augment.rand_augment",
+     "cannot read 'x4'"),
+    (MINIMAL.replace("optim:", "  augment: {area: [0.5, 0.2]}\noptim:"), "data.augment.area",
+     "[0.5, 0.2] is not an increasing range"),
+    (MINIMAL.replace("sampling: uniform", "task: localisation, sampling: keyframe, labelmap: m.pbtxt")
+     .replace("optim:", "  augment: {rand_augment: rand-m9-n2}\noptim:") + "method: cofinetune\n",
+     "data.augment.rand_augment", "would move the persons away from their boxes"),
 ])
 def test_bad_file_names_file_and_key(tmp_path, text, key, reason):
     path = write(tmp_path, text)

@@ -36,15 +36,15 @@ def _probe(path: str, mtime: float) -> VideoInfo:
     return probe_video(path)
 
 
-def _video_info(path: Path, record: Optional[ScanRecord]) -> tuple[int, float]:
-    """(frames, fps) of a video, from its scan record when there is one; raises ValueError with the reason when
-    it is quarantined or unreadable."""
+def _video_info(path: Path, record: Optional[ScanRecord]) -> tuple[int, float, tuple[int, int]]:
+    """(frames, fps, (height, width)) of a video, from its scan record when there is one; raises ValueError with
+    the reason when it is quarantined or unreadable."""
     if record is not None:
         if not record.ok:
             raise ValueError(f"{record.reason} ({record.detail})" if record.detail else record.reason)
-        return record.frames, record.fps
+        return record.frames, record.fps, (record.height, record.width)
     info = _probed(path)
-    return info.frames, info.fps
+    return info.frames, info.fps, (info.height, info.width)
 
 
 def _probed(path: Path) -> VideoInfo:
@@ -80,14 +80,14 @@ def dataset_records(data: DataConfig, ds: DatasetConfig, split: Literal["train",
         path = root / entry.path
         record = index.get(record_key(manifest_path, entry.row)) if index is not None else None
         try:
-            frames, fps = _video_info(path, record)
+            frames, fps, size = _video_info(path, record)
         except ValueError as err:
             quarantined[str(path)] = str(err)
             continue
         if frames < 1:
             quarantined[str(path)] = "no frames"
             continue
-        videos.append(VideoRecord(path, entry.label, entry.row, frames, _segment(entry, fps)))
+        videos.append(VideoRecord(path, entry.label, entry.row, frames, _segment(entry, fps), size=size))
     _report(ds, manifest, videos, quarantined)
     return DatasetRecords(ds.name, videos, ds.sampling, ds.flip, ds.weight), quarantined
 
@@ -137,7 +137,7 @@ def localisation_records(data: DataConfig, ds: DatasetConfig,
             quarantined[str(path)] = str(err)
             continue
         centre = round((keyframe.timestamp - ds.start_second) * info.fps)
-        videos.append(VideoRecord(path, 0, len(videos), info.frames, keyframe=centre))
+        videos.append(VideoRecord(path, 0, len(videos), info.frames, keyframe=centre, size=(info.height, info.width)))
         boxes.append(KeyframeBoxes(keyframe.boxes, keyframe.labels, (info.height, info.width), keyframe.video,
                                    keyframe.timestamp))
     _report(ds, manifest, videos, quarantined)

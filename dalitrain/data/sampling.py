@@ -17,11 +17,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal, Optional, Sequence
+from typing import TYPE_CHECKING, Literal, Optional, Sequence
 
 import numpy as np
 
+from dalitrain.data.augment import ClipAugment, draw_clip_augment
 from dalitrain.errors import UsageError
+
+if TYPE_CHECKING:
+    from dalitrain.config import AugmentConfig
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,7 @@ class VideoRecord:
     frames: int  # frame count from the scan index or the probe
     segment: Optional[tuple[int, int]] = None  # [start, end) in frames, for trimmed segments
     keyframe: Optional[int] = None  # the annotated frame a localisation sample's clip is centred on
+    size: Optional[tuple[int, int]] = None  # (height, width) of the frames: the crop window when the graph decodes
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,7 @@ class Sample:
     crop_anchor: tuple[float, float]  # crop position in [0, 1] along the (long, short) side
     flip: bool
     valid: bool = True
+    augment: Optional[ClipAugment] = None  # the optional ops' draws (training with data.augment on)
 
 
 # A short side so small that the crop window covers the whole frame (the crop is clipped to the frame), which is
@@ -197,16 +203,22 @@ def _batch_datasets(datasets: Sequence[DatasetRecords], steps: int, policy: str,
 def train_plan(datasets: Sequence[DatasetRecords], recipe: ClipRecipe, *, batch_size: int,
                short_side: Sequence[int], mixing: str = "mixed", batch_policy: str = "weighted",
                epoch_size: Optional[int] = None, seed: int = 0, epoch: int = 0,
-               shard_id: int = 0, num_shards: int = 1) -> list[list[Sample]]:
+               shard_id: int = 0, num_shards: int = 1, augment: Optional[AugmentConfig] = None,
+               crop_size: int = 224, num_samples: int = 1) -> list[list[Sample]]:
     """This rank's batches for one epoch; identical on every rank apart from the slice each one takes.
 
     One epoch is `epoch_size` samples (default: the sum of the dataset sizes) split into
     ceil(epoch_size / (batch_size * num_shards)) global steps; the tail of the last step repeats earlier samples
-    flagged invalid.
+    flagged invalid. With `num_samples` k > 1 (repeated augmentation) the epoch draws clips instead, k times fewer
+    per batch, and each clip becomes k adjacent samples with the same frames and their own augmentation: each
+    video is still visited once per epoch (by default), and an epoch holds k times the samples.
+    `augment`'s draws come from a generator of their own, so that turning them on leaves every other draw as it was.
     """
     rng = np.random.default_rng([seed, epoch])
-    total = epoch_size or sum(len(d.videos) for d in datasets)
-    global_batch = batch_size * num_shards
+    augment_rng = np.random.default_rng([seed, epoch, 1])
+    clip_batch = batch_size // num_samples
+    total = (epoch_size // num_samples if epoch_size else None) or sum(len(d.videos) for d in datasets)
+    global_batch = clip_batch * num_shards
     steps = max(math.ceil(total / global_batch), 1)
     cyclers = [_Cycler(len(d.videos), rng) for d in datasets]
     if mixing == "mixed":
@@ -218,20 +230,34 @@ def train_plan(datasets: Sequence[DatasetRecords], recipe: ClipRecipe, *, batch_
     # per_batch pads with more videos of the batch's own dataset so a batch never mixes datasets
     pad_from = picks if mixing == "mixed" else [(picks[-1][0], v) for v in cyclers[picks[-1][0]].take(padded - total)]
     picks += [pad_from[i % len(pad_from)] for i in range(padded - total)]
-    samples = [_train_sample(datasets, d, v, recipe, short_side, rng, valid=i < total)
-               for i, (d, v) in enumerate(picks)]
-    return [samples[s * global_batch + shard_id * batch_size:s * global_batch + (shard_id + 1) * batch_size]
-            for s in range(steps)]
+    samples = []
+    for i, (d, v) in enumerate(picks):
+        clip = _train_sample(datasets, d, v, recipe, short_side, rng, valid=i < total)
+        samples.append(_augmented(clip, augment, augment_rng, crop_size))
+        samples.extend(_augmented(_redraw_spatial(clip, datasets, short_side, augment_rng), augment, augment_rng,
+                                  crop_size) for _ in range(num_samples - 1))
+    return [samples[s * global_batch * num_samples + shard_id * batch_size:
+                    s * global_batch * num_samples + (shard_id + 1) * batch_size] for s in range(steps)]
 
 
 def _train_sample(datasets: Sequence[DatasetRecords], d: int, v: int, recipe: ClipRecipe,
                   short_side: Sequence[int], rng: np.random.Generator, valid: bool) -> Sample:
     ds = datasets[d]
     frames = sample_frames(ds.videos[v], ds.sampling, recipe, rng)
+    return _redraw_spatial(Sample(d, v, frames, 0.0, (0.0, 0.0), False, valid), datasets, short_side, rng)
+
+
+def _redraw_spatial(s: Sample, datasets: Sequence[DatasetRecords], short_side: Sequence[int],
+                    rng: np.random.Generator) -> Sample:
+    """`s` with a new random short side, crop position and flip (the same frames)."""
     side = float(rng.integers(short_side[0], short_side[1] + 1))
     anchor = (float(rng.random()), float(rng.random()))
-    flip = bool(rng.random() < 0.5) and ds.flip
-    return Sample(d, v, frames, side, anchor, flip, valid)
+    flip = bool(rng.random() < 0.5) and datasets[s.dataset].flip
+    return replace(s, short_side=side, crop_anchor=anchor, flip=flip)
+
+
+def _augmented(s: Sample, augment: Optional[AugmentConfig], rng: np.random.Generator, crop_size: int) -> Sample:
+    return s if augment is None else replace(s, augment=draw_clip_augment(rng, augment, crop_size))
 
 
 def replacement_video(dataset: DatasetRecords, failed: set[int], seed: int, epoch: int, position: int) -> int:

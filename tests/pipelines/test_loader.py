@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from dalitrain.config import DataConfig, DatasetConfig, EvalConfig
+from dalitrain.config import AugmentConfig, DataConfig, DatasetConfig, EvalConfig
 from dalitrain.data.scan import ScanIndexError, ScanTarget, scan, write_index
+from dalitrain.pipelines import loader as loader_module
 from dalitrain.pipelines.decode import torchcodec_available
 from dalitrain.pipelines.loader import (SkippedFilesError, eval_loader, resolve_decoder, shard_from_env,
                                          train_loader)
@@ -82,8 +83,8 @@ def test_crop_and_flip_are_identical_across_a_clips_frames(corpus):
 @pytest.mark.skipif(not torchcodec_available(), reason="torchcodec cannot load here")
 @pytest.mark.parametrize("short_side, crop", [([48, 56], 32), ([20, 24], 16)])  # upscaling and downscaling
 def test_decoder_side_window_equals_the_graphs_crop_and_resize(corpus, short_side, crop):
-    """torchcodec crops and scales in FFmpeg (decode.Window), PyAV leaves it to DALI (graph.crop_window): the
-    same plan must give the same pixels, up to interpolation and rounding the box to whole pixels."""
+    """torchcodec crops and scales in FFmpeg, PyAV's whole frames are cropped by DALI's resize, both over the box
+    of decode.Window: the same plan must give the same pixels, up to the two scalers' interpolation."""
     root, specs = corpus
     batches = {decoder: list(train_loader(data_config(root, specs, ["ramps"], decoder=decoder,
                                                       short_side=short_side, crop_size=crop), seed=3))
@@ -133,6 +134,42 @@ def test_resume_at_a_step_replays_the_same_batches(corpus):
     assert len(resumed) == len(full) - 1
     for a, b in zip(full[1:], resumed):
         assert torch.equal(a.video, b.video) and torch.equal(a.index, b.index)
+
+
+RELEASED = AugmentConfig(crop="resized", color_jitter=0.4, rand_augment="rand-m7-n4-mstd0.5-inc1", erase_prob=0.5)
+
+
+@pytest.mark.parametrize("decoder", ["pyav", "dali"])
+def test_resume_replays_repeated_and_augmented_batches_exactly(corpus, decoder):
+    root, specs = corpus
+    data = data_config(root, specs, ["clipset", "ramps"], batch_size=4, num_samples=2, augment=RELEASED,
+                       decoder=decoder)
+    full = list(train_loader(data, seed=4, epoch=1))
+    resumed = list(train_loader(data, seed=4, epoch=1, start_step=2))
+    assert len(resumed) == len(full) - 2
+    for a, b in zip(full[2:], resumed):
+        assert torch.equal(a.video, b.video) and torch.equal(a.index, b.index)
+
+
+def test_a_clips_repeated_samples_share_one_decode_but_not_their_augmentation(corpus, monkeypatch):
+    root, specs = corpus
+    calls = []
+    real = loader_module.DECODERS["pyav"]
+    monkeypatch.setitem(loader_module.DECODERS, "pyav", lambda *args: calls.append(args[0]) or real(*args))
+    data = data_config(root, specs, ["clipset", "ramps"], batch_size=4, num_samples=2,
+                       augment=AugmentConfig(crop="resized"))
+    loader = train_loader(data, seed=1)
+    batches = list(loader)
+    assert len(calls) == 2 * len(batches) == 9 + 1  # 9 videos in 5 batches of 2 clips (one clip pads)
+    for step, batch in enumerate(batches):
+        plan = loader.plan[step]
+        assert torch.equal(batch.index[0::2], batch.index[1::2])
+        for first in (0, 2):
+            if plan[first].dataset == 0:  # flat-coded frames: the levels say which frame, whatever the crop
+                got = frame_index(levels(batch.video[first:first + 2]))
+                assert got[0].tolist() == got[1].tolist() == plan[first].frames.tolist()
+            else:  # ramps: two crops of the same frames differ
+                assert not torch.equal(batch.video[first], batch.video[first + 1])
 
 
 @pytest.mark.parametrize("decoder", ["pyav", "dali"])  # caught per sample / DALI's pipeline dies and is rebuilt
@@ -253,11 +290,11 @@ def test_a_batch_the_graphs_decoder_rejects_but_pyav_reads_is_decoded_on_the_cpu
     real = VideoLoader._feed_and_run
     failures = []
 
-    def graph_decoder_fails_once(self, pipe, samples, clips, *, encoded):
+    def graph_decoder_fails_once(self, pipe, step, samples, clips, *, encoded):
         if encoded and not failures:
             failures.append(True)
             raise RuntimeError("Assert on \"nvdec_supported\" failed: codec profile not supported")
-        return real(self, pipe, samples, clips, encoded=encoded)
+        return real(self, pipe, step, samples, clips, encoded=encoded)
 
     monkeypatch.setattr(VideoLoader, "_feed_and_run", graph_decoder_fails_once)
     data = data_config(root, specs, ["clipset"], decoder="dali", batch_size=2)
