@@ -126,27 +126,35 @@ def train_stages(cfg: ExperimentConfig, ctx: Optional[DistContext] = None) -> Tr
         return train(cfg, ctx)
     ctx = ctx or init_distributed(cfg.data.device)
     previous: Optional[Path] = None
+    # a curriculum's train.time_budget_minutes is a deadline for all of it: a stage gets what its predecessors
+    # left (or its own budget, when a stage sets a smaller one)
+    total, spent = cfg.train.time_budget_minutes, 0.0
     for name, stage in stages:
         if previous is not None and stage.model.init_from is None:
             stage.model.init_from = str(previous)
         record = Path(stage.train.output_dir) / STAGE_RECORD
         if record.is_file():
             result = _read_record(record)
+            spent += json.loads(record.read_text())["minutes"]
             if ctx.is_main:
                 print(f"stage {name}: finished before ({record}); next from {result.checkpoint}", flush=True)
         else:
             if ctx.is_main:
                 print(f"stage {name}: {stage.data.num_frames} frames, {stage.train.epochs} epochs"
                       + (f", from {stage.model.init_from}" if stage.model.init_from else ""), flush=True)
+            if total is not None:
+                stage.train.time_budget_minutes = min(stage.train.time_budget_minutes or total, total - spent)
             started = time.monotonic()
             result = train(stage, ctx)
             if result.checkpoint is None:
                 raise TrainingStopped(f"stage {name} wrote no checkpoint, so the next stage has nothing to start from")
             best = result.checkpoint.parent / "best.pt"
             result.checkpoint = best if best.is_file() else result.checkpoint
+            minutes = (time.monotonic() - started) / 60.0
+            spent += minutes
             if ctx.is_main:
-                write_atomic(record, json.dumps({"stage": name, "minutes": (time.monotonic() - started) / 60.0,
-                                                 **dataclasses.asdict(result)}, indent=2, default=str))
+                write_atomic(record, json.dumps({"stage": name, "minutes": minutes, **dataclasses.asdict(result)},
+                                                indent=2, default=str))
         previous = result.checkpoint
     return result
 

@@ -143,3 +143,30 @@ def test_a_damaged_stage_record_is_one_line(tmp_path):
     record.write_text('{"stage": "s1"}')
     with pytest.raises(InputError, match=r"stage.json: not a finished stage's record \(KeyError: 'evaluation'\)"):
         _read_record(record)
+
+
+def test_a_curriculum_budget_is_a_deadline_for_all_its_stages(config_file, tmp_path, monkeypatch):
+    """Stage 1 is capped by its own budget; stage 2 gets what is left of the curriculum's (each fake stage takes 4
+    minutes of a fake clock); the demo caps every stage but the last at its epoch share of 3/4 of the budget."""
+    import dalitrain.train as train_module
+    from dalitrain.demo import share_budget_among_stages
+    from dalitrain.engine.trainer import TrainResult
+
+    clock, budgets = [0.0], []
+
+    def fake_train(stage, ctx):
+        budgets.append(stage.train.time_budget_minutes)
+        clock[0] += 4 * 60
+        checkpoint = Path(stage.train.output_dir) / "checkpoints" / "step-1.pt"
+        checkpoint.parent.mkdir(parents=True)
+        checkpoint.write_bytes(b"")
+        return TrainResult(checkpoint, None, 0.0, 1, False)
+
+    monkeypatch.setattr(train_module, "train", fake_train)
+    monkeypatch.setattr(train_module.time, "monotonic", lambda: clock[0])
+    cfg = load_config(config_file, [f"train.output_dir={tmp_path / 'run'}", "train.time_budget_minutes=12"])
+    share_budget_among_stages(cfg)
+    assert cfg.stages[0]["train"]["time_budget_minutes"] == 12 * 0.75  # epochs 2 and 2: all of 3/4 to stage 1
+    assert "time_budget_minutes" not in cfg.stages[1].get("train", {})
+    train_module.train_stages(cfg, train_module.DistContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu")))
+    assert budgets == [9.0, 8.0]  # stage 2: 12 - the 4 minutes stage 1 took
