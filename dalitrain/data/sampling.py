@@ -110,13 +110,14 @@ def clip_span(recipe: ClipRecipe) -> int:
 
 def clip_start(video_frames: int, recipe: ClipRecipe, rng: Optional[np.random.Generator],
                view: int = 0, num_views: int = 1) -> int:
-    """Random start in training (rng given); in eval, view k of N starts at k/(N-1) of the free range."""
+    """Random start in training (rng given); in eval, view k of N starts at k x floor(free / (N - 1)), the centre
+    for N = 1 (PySlowFast's DATA.USE_OFFSET_SAMPLING, which MultiTrain's released configs set)."""
     free = max(video_frames - clip_span(recipe), 0)
     if rng is not None:
         return int(rng.integers(0, free + 1))
     if num_views == 1:
         return free // 2
-    return int(round(free * view / (num_views - 1)))
+    return view * (free // (num_views - 1))
 
 
 def uniform_indices(video_frames: int, num_frames: int, rng: Optional[np.random.Generator],

@@ -30,6 +30,10 @@ def test_clip_start_is_random_in_training_and_spread_in_eval():
     assert starts == set(range(0, 21))  # span 10 frames: every start in [0, 20] occurs, none beyond
     views = [sample_frames(video, "clip", RECIPE, None, view=k, num_views=3).tolist() for k in range(3)]
     assert views == [[0, 3, 6, 9], [10, 13, 16, 19], [20, 23, 26, 29]]
+    # PySlowFast's offset sampling, view k at k x floor(free / 2): with 21 frames free (a 31-frame video) 0, 10, 20,
+    # where spreading the views over the whole range gave 0, 10, 21
+    longer = VideoRecord(Path("v"), 0, 0, frames=31)
+    assert [int(sample_frames(longer, "clip", RECIPE, None, view=k, num_views=3)[0]) for k in range(3)] == [0, 10, 20]
 
 
 def test_uniform_takes_one_frame_per_segment():
