@@ -1,17 +1,13 @@
 """`dalitrain train` with the released augmentation and repeated samples, SIGKILLed and resumed: the losses and the
 final weights equal the uninterrupted run's (every augmentation draw is replayed on resume)."""
-import json
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import torch
 import yaml
 
 from tests.pipelines.conftest import make_corpus
-
-WORKER = Path(__file__).with_name("stages_worker.py")  # `dalitrain train`, killed at a given batch
+from tests.test_stages import losses, run as train  # `dalitrain train CONFIG`, optionally SIGKILLed at a batch
 
 
 def config(root: Path) -> dict:
@@ -28,17 +24,6 @@ def config(root: Path) -> dict:
         "train": {"epochs": 2, "log_every": 1, "bf16": False, "keep_last": 4},
         "eval": {"temporal_views": 1, "spatial_views": 1, "short_side": 32, "batch_size": 4},
     }
-
-
-def train(config_file: Path, output: Path, *kill_at: int) -> subprocess.CompletedProcess:
-    kill = ["--kill-at", *map(str, kill_at)] if kill_at else []
-    return subprocess.run([sys.executable, str(WORKER), str(config_file), *kill, f"train.output_dir={output}"],
-                          capture_output=True, text=True, timeout=600)
-
-
-def losses(run_dir: Path) -> dict[int, float]:
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return {r["step"]: r["loss"] for r in records if r["kind"] == "train"}
 
 
 def test_killed_run_with_repeated_augmented_samples_resumes_to_the_uninterrupted_losses(tmp_path):
