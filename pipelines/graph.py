@@ -90,6 +90,8 @@ def clip_pipeline(*, device: str, decode_in_graph: bool, training: bool, crop_si
 def _erase(video, box, fill):
     """video [C, F, H, W]: the box (top, left, height, width) of every frame replaced by `fill` [C, F, h, w]."""
     if box[2] > 0:
+        if video.device == "gpu":  # --- GPU-only: the fill, drawn on the CPU, joins the clip ---
+            fill = fill.gpu()
         anchor, shape = fn.cast(box[0:2], dtype=types.FLOAT), fn.cast(box[2:4], dtype=types.FLOAT)
         video = fn.erase(video, anchor=anchor, shape=shape, axis_names="HW", fill_value=0.0,
                          normalized_anchor=False, normalized_shape=False)

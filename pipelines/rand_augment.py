@@ -33,8 +33,9 @@ _IDENTITY = np.array([[0, 0, 0], [0, 1, 0], [0, 0, 0]], dtype=np.float32)
 _UNSHARP = _BLUR - _IDENTITY
 
 
-def _zero_like(value):
-    return value * 0.0
+def _beside(video, param):
+    """`param` on the clip's device: a GPU op's tensor inputs live on the GPU (the plan's values arrive on the CPU)."""
+    return param.gpu() if video.device == "gpu" else param
 
 
 def _run_op(video, op, value):
@@ -47,19 +48,20 @@ def _run_op(video, op, value):
     elif op == 2:
         video = aug.invert.op(video, None)
     elif op == 4:  # value: the mask of the bits kept
-        video = aug.posterize.op(video, fn.cast(value, dtype=types.UINT8))
+        video = aug.posterize.op(video, _beside(video, fn.cast(value, dtype=types.UINT8)))
     elif op == 5:
-        video = aug.solarize.op(video, value)
+        video = aug.solarize.op(video, _beside(video, value))
     elif op == 6:
-        video = aug.solarize_add.op(video, fn.cast(value, dtype=types.UINT8))
+        video = aug.solarize_add.op(video, _beside(video, fn.cast(value, dtype=types.UINT8)))
     elif op == 7:
         video = aug.color.op(video, value)
     elif op == 8:
-        video = aug.contrast.op(video, value)
+        video = aug.contrast.op(video, _beside(video, value))
     elif op == 9:
         video = aug.brightness.op(video, value)
     elif op == 10:  # PIL: blend(smoothed, image, factor), one 3x3 kernel
-        video = fn.filter(video, (1.0 - value) * types.Constant(_UNSHARP) + types.Constant(_IDENTITY))
+        kernel = (1.0 - value) * types.Constant(_UNSHARP) + types.Constant(_IDENTITY)
+        video = fn.filter(video, _beside(video, kernel))
     return video
 
 
@@ -74,5 +76,5 @@ def rand_augment(video, ops, values, layers: int):
 def color_jitter(video, factors):
     """factors [3] per sample: brightness, contrast, saturation (torchvision's ColorJitter, in that order)."""
     video = aug.brightness.op(video, factors[0])
-    video = aug.contrast.op(video, factors[1])
+    video = aug.contrast.op(video, _beside(video, factors[1]))
     return aug.color.op(video, factors[2])
