@@ -15,9 +15,9 @@ them, so a resumed run sees exactly the same batches):
 
 Augmentation crops before it resizes: `fn.resize` reads only the window (`roi_start`/`roi_end`) and writes
 crop x crop pixels, never the whole resized frame. RandAugment's geometric ops join the crop in one
-`fn.warp_affine` from the source frame: one resampling instead of two, and a warp of the crop costs 1.5x a resize
-where resize then warp cost 2.5x (README, "Augmentation"). Colour jitter and RandAugment then run on the uint8 crop, and
-`fn.crop_mirror_normalize` flips, normalises and transposes to C,T,H,W in one pass. Random erasing comes last, on
+`fn.warp_affine` from the source frame, in place of the resize: one resampling instead of two, 1.6x a resize's cost
+where resize then warp cost 2.5x (README, "Design choices, measured"). Colour jitter and RandAugment then run on
+the uint8 crop, and `fn.crop_mirror_normalize` flips, normalises and transposes to C,T,H,W in one pass. Random erasing comes last, on
 the normalised clip as in PySlowFast: DALI's `fn.erase` fills a box with one constant, so the box is zeroed and
 the fill added, placed by `fn.slice` with a negative anchor (the padding around it is 0). The resize writes float
 directly when nothing needs uint8 after it, and the external source reads the decoded frames without a copy
@@ -58,20 +58,20 @@ def clip_pipeline(*, device: str, decode_in_graph: bool, training: bool, crop_si
     color, rand_augment_layers, erase = (color, rand_augment_layers, erase) if training else (False, 0, False)
     # colour jitter and RandAugment's ops (posterize, equalize, ...) need uint8; otherwise float saves a pass
     dtype = types.UINT8 if color or rand_augment_layers else types.FLOAT
-    cropped = video
     if resize_in_graph:
         roi = fn.external_source(name="roi", dtype=types.FLOAT, ndim=1)
-        cropped = fn.resize(video, size=[crop_size, crop_size], roi_start=roi[0:2], roi_end=roi[2:4],
-                            interp_type=INTERPOLATION[interpolation], dtype=dtype)
     if rand_augment_layers:
         # a clip whose RandAugment draw rotates, shears or translates is cropped, scaled and moved by one warp
-        # (the inverse map `matrix` [2, 3], x before y, from the loader); the others are only cropped
+        # (the inverse map `matrix` [2, 3], x before y, from the loader) instead of the resize
         warped = fn.external_source(name="warp", dtype=types.BOOL, ndim=0)
         matrix = fn.external_source(name="matrix", dtype=types.FLOAT, ndim=2)
         if warped:
-            cropped = fn.warp_affine(video, matrix=matrix, size=[crop_size, crop_size], fill_value=FILL,
-                                     interp_type=types.INTERP_LINEAR, inverse_map=True, dtype=dtype)
-    video = cropped
+            video = fn.warp_affine(video, matrix=matrix, size=[crop_size, crop_size], fill_value=FILL,
+                                   interp_type=types.INTERP_LINEAR, inverse_map=True, dtype=dtype)
+        elif resize_in_graph:
+            video = _resize(video, roi, crop_size, interpolation, dtype)
+    elif resize_in_graph:
+        video = _resize(video, roi, crop_size, interpolation, dtype)
     if color:
         video = color_jitter(video, fn.external_source(name="color", dtype=types.FLOAT, ndim=1))
     if rand_augment_layers:
@@ -85,6 +85,12 @@ def clip_pipeline(*, device: str, decode_in_graph: bool, training: bool, crop_si
         video = _erase(video, fn.external_source(name="erase_box", dtype=types.INT32, ndim=1),
                        fn.external_source(name="erase_fill", dtype=types.FLOAT, ndim=4, layout="CFHW"))
     return video
+
+
+def _resize(video, roi, crop_size: int, interpolation: str, dtype):
+    """The crop window `roi` (top, left, bottom, right) of every frame scaled to crop_size x crop_size."""
+    return fn.resize(video, size=[crop_size, crop_size], roi_start=roi[0:2], roi_end=roi[2:4],
+                     interp_type=INTERPOLATION[interpolation], dtype=dtype)
 
 
 def _erase(video, box, fill):

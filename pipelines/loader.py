@@ -128,9 +128,10 @@ class VideoLoader:
         augment = data.augment
         # the graph crops when one decode feeds several crops, or when the resize must be bicubic (FFmpeg's is not)
         self.resize_in_graph = self.decoder not in WINDOWED or self.repeats > 1 or augment.interpolation != "linear"
-        self.graph_ops = {"interpolation": augment.interpolation, "color": bool(augment.color_jitter),
-                          "rand_augment_layers": 0, "erase": bool(augment.erase_prob)}
-        if augment.rand_augment:
+        # the training-only ops the graph has, and so the inputs this loader feeds it
+        self.graph_ops = {"interpolation": augment.interpolation, "color": training and bool(augment.color_jitter),
+                          "rand_augment_layers": 0, "erase": training and bool(augment.erase_prob)}
+        if training and augment.rand_augment:
             self.graph_ops["rand_augment_layers"] = RandAugmentSpec.parse(augment.rand_augment).layers
         self.workers = DecodeWorkers(max(data.num_threads, 1), "dalitrain-decode")
         self.failed: list[set[int]] = [set() for _ in datasets]  # quarantined during this run, per dataset
@@ -284,42 +285,40 @@ class VideoLoader:
             pipe.feed_input("frame_ids", [s.frames.astype(np.int32) for s in samples])
         else:
             pipe.feed_input("frames", clips)
+        windows = [None] * len(samples)  # the decoder cropped
         if self.resize_in_graph:
-            pipe.feed_input("roi", [self._roi(s, clip, encoded) for s, clip in zip(samples, clips)])
+            windows = [self._crop_box(s, clip, encoded) for s, clip in zip(samples, clips)]
+            pipe.feed_input("roi", [np.array([y, x, y + h, x + w], np.float32) for y, x, h, w in windows])
         pipe.feed_input("flip", [np.bool_(s.flip) for s in samples])
-        if self.training and self.graph_ops["color"]:
+        if self.graph_ops["color"]:
             pipe.feed_input("color", [np.asarray(s.augment.color, np.float32) for s in samples])
-        if self.training and self.graph_ops["rand_augment_layers"]:
+        if self.graph_ops["rand_augment_layers"]:
             pipe.feed_input("ra_ops", [pointwise(s.augment.ops) for s in samples])
             pipe.feed_input("ra_values", [s.augment.values for s in samples])
-            maps = [self._warp(s, clip, encoded) for s, clip in zip(samples, clips)]
+            maps = [self._warp(s, window) for s, window in zip(samples, windows)]
             pipe.feed_input("warp", [np.bool_(m is not None) for m in maps])
             pipe.feed_input("matrix", [np.eye(3, dtype=np.float32)[:2] if m is None else m for m in maps])
-        if self.training and self.graph_ops["erase"]:
+        if self.graph_ops["erase"]:
             pipe.feed_input("erase_box", [np.asarray(s.augment.erase, np.int32) for s in samples])
             pipe.feed_input("erase_fill", [self._erase_fill(step, i, s) for i, s in enumerate(samples)])
         (video,) = pipe.run()
         return video
 
-    def _box(self, s: Sample, clip: np.ndarray, encoded: bool) -> tuple[int, int, int, int]:
+    def _crop_box(self, s: Sample, clip: np.ndarray, encoded: bool) -> tuple[int, int, int, int]:
         """The crop window (top, left, height, width) in source pixels, from the frame size: the decoded clip's,
         or the video's record when the graph decodes."""
         height, width = self.datasets[s.dataset].videos[s.video].size if encoded else clip.shape[1:3]
         return self._window(s).box(height, width)
 
-    def _roi(self, s: Sample, clip: np.ndarray, encoded: bool) -> np.ndarray:
-        top, left, box_h, box_w = self._box(s, clip, encoded)
-        return np.array([top, left, top + box_h, left + box_w], np.float32)
-
-    def _warp(self, s: Sample, clip: np.ndarray, encoded: bool) -> Optional[np.ndarray]:
+    def _warp(self, s: Sample, box: Optional[tuple[int, int, int, int]]) -> Optional[np.ndarray]:
         """The inverse map [2, 3] from the output crop to the graph's input frames of a sample whose RandAugment draw
-        moves the picture (None otherwise): the draw's geometry, then the crop window's scale and offset (unless the
-        decoder already cropped)."""
+        moves the picture (None otherwise): the draw's geometry, then the crop window's (`box`, in source pixels)
+        scale and offset; no window when the decoder already cropped."""
         moved = geometry(s.augment.ops, s.augment.values, self.data.crop_size)
         if moved is None:
             return None
-        if self.resize_in_graph:
-            top, left, box_h, box_w = self._box(s, clip, encoded)
+        if box is not None:
+            top, left, box_h, box_w = box
             crop = self.data.crop_size
             moved = np.array([[box_w / crop, 0, left], [0, box_h / crop, top], [0, 0, 1]]) @ moved
         return moved[:2].astype(np.float32)
