@@ -78,8 +78,9 @@ class DatasetConfig:
 @dataclass
 class AugmentConfig:
     """Training augmentation beyond short side, crop and flip (dalitrain/data/augment.py has each op's definition;
-    the DALI graph runs them). The defaults turn every one off; `configs/*_released_augment.yaml` name
-    PySlowFast's MViTv2 recipe, as MultiTrain's released configs train."""
+    the DALI graph runs them). The defaults turn every one off; `configs/multitrain_k400_mit_ssv2_anet_mvitv2_b32x3
+    .yaml` sets PySlowFast's MViTv2 recipe, as MultiTrain's released configs train, `..._paper_augment.yaml` the
+    paper text's."""
 
     # short_side: scale the short side to a random length in data.short_side, then a crop_size square (the paper
     # text); resized: a random box of area share `area` and aspect ratio `aspect`, scaled to crop_size
@@ -433,10 +434,10 @@ def _check_augment(data: DataConfig, source: str) -> None:
                               f"({bounds[0]}, {bounds[1] or 'inf'}]")
     if not 0 <= augment.erase_prob <= 1 or not 0 <= augment.color_jitter < 1:
         raise ConfigError(f"{source}: data.augment: erase_prob must be in [0, 1] and color_jitter in [0, 1)")
-    if augment.rand_augment is not None and any(d.task == "localisation" for d in data.datasets):
-        raise ConfigError(f"{source}: data.augment.rand_augment: its rotations, shears and translations would move "
-                          "the persons away from their boxes (a localisation dataset is in data.datasets)")
     if augment.rand_augment is not None:
+        if any(d.task == "localisation" for d in data.datasets):
+            raise ConfigError(f"{source}: data.augment.rand_augment: its rotations, shears and translations would "
+                              "move the persons away from their boxes (a localisation dataset is in data.datasets)")
         try:
             RandAugmentSpec.parse(augment.rand_augment)
         except ValueError as err:

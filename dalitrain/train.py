@@ -134,8 +134,8 @@ def train_stages(cfg: ExperimentConfig, ctx: Optional[DistContext] = None) -> Tr
             stage.model.init_from = str(previous)
         record = Path(stage.train.output_dir) / STAGE_RECORD
         if record.is_file():
-            result = _read_record(record)
-            spent += json.loads(record.read_text())["minutes"]
+            result, minutes = _read_record(record)
+            spent += minutes
             if ctx.is_main:
                 print(f"stage {name}: finished before ({record}); next from {result.checkpoint}", flush=True)
         else:
@@ -159,14 +159,15 @@ def train_stages(cfg: ExperimentConfig, ctx: Optional[DistContext] = None) -> Tr
     return result
 
 
-def _read_record(path: Path) -> TrainResult:
+def _read_record(path: Path) -> tuple[TrainResult, float]:
+    """A finished stage's result and the minutes it took."""
     try:
         record = json.loads(path.read_text())
         evaluation = record["evaluation"]
         return TrainResult(checkpoint=Path(record["checkpoint"]),
                            evaluation=[DatasetAccuracy(**r) for r in evaluation] if evaluation else None,
                            clips_per_s=record["clips_per_s"], global_step=record["global_step"],
-                           stopped_by_budget=record["stopped_by_budget"])
+                           stopped_by_budget=record["stopped_by_budget"]), float(record["minutes"])
     except (ValueError, KeyError, TypeError) as err:  # not JSON, or not a record's fields
         raise InputError(f"{path}: not a finished stage's record ({type(err).__name__}: {err}); delete it to run "
                          "the stage again") from None

@@ -143,6 +143,11 @@ def test_a_damaged_stage_record_is_one_line(tmp_path):
     record.write_text('{"stage": "s1"}')
     with pytest.raises(InputError, match=r"stage.json: not a finished stage's record \(KeyError: 'evaluation'\)"):
         _read_record(record)
+    # the minutes a finished stage took count against the curriculum's budget: a record without them is refused too
+    record.write_text('{"stage": "s1", "checkpoint": "best.pt", "evaluation": null, "clips_per_s": 1.0, '
+                      '"global_step": 4, "stopped_by_budget": false}')
+    with pytest.raises(InputError, match=r"stage.json: not a finished stage's record \(KeyError: 'minutes'\)"):
+        _read_record(record)
 
 
 def test_a_curriculum_budget_is_a_deadline_for_all_its_stages(config_file, tmp_path, monkeypatch):

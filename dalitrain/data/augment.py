@@ -42,10 +42,6 @@ MAX_LEVEL = 10.0  # timm's _MAX_LEVEL: magnitudes are in [0, 10]
 # graph (`pipelines/rand_augment.py`), where a Posterize* or Solarize* variant runs the same op
 RAND_OPS = ("AutoContrast", "Equalize", "Invert", "Rotate", "Posterize", "Solarize", "SolarizeAdd", "Color",
             "Contrast", "Brightness", "Sharpness", "ShearX", "ShearY", "TranslateXRel", "TranslateYRel")
-INCREASING = {"Posterize": "PosterizeIncreasing", "Solarize": "SolarizeIncreasing", "Color": "ColorIncreasing",
-              "Contrast": "ContrastIncreasing", "Brightness": "BrightnessIncreasing",
-              "Sharpness": "SharpnessIncreasing"}
-SIGNED = frozenset({"Rotate", "ShearX", "ShearY", "TranslateXRel", "TranslateYRel"})  # and the *Increasing enhances
 SKIPPED = -1  # an op slot whose probability draw said no
 GEOMETRIC = frozenset(RAND_OPS.index(name) for name in ("Rotate", "ShearX", "ShearY", "TranslateXRel", "TranslateYRel"))
 
