@@ -66,9 +66,12 @@ def test_pipeline_chart_marks_the_ceiling_and_the_best_peer():
     records = [{"name": "dalitrain (pyav)", "kind": "dalitrain", "clips_per_s": 40.0},
                {"name": "PySlowFast (pyav)", "kind": "peer", "clips_per_s": 20.0},
                {"name": "MMAction2 (decord)", "kind": "peer", "clips_per_s": 25.0},
-               {"name": "decode only (pyav)", "kind": "ceiling", "clips_per_s": 50.0}]
+               {"name": "decode only (pyav)", "kind": "ceiling", "clips_per_s": 50.0},
+               {"name": "dalitrain (pyav) + released augment", "kind": "augment", "clips_per_s": 30.0}]
     ax = pipeline_chart({"records": records, "default": "dalitrain (pyav)", "cores": 2}).axes[0]
-    assert [t.get_text() for t in ax.get_xticklabels()][0] == "dalitrain (pyav) (default)"
-    assert [p.get_height() for p in ax.patches] == [40.0, 20.0, 25.0, 50.0]
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert labels[0] == "dalitrain (pyav) (default)"
+    assert labels[-1] == "dalitrain (pyav) + released augment [samples/s]"  # its batches count samples
+    assert [p.get_height() for p in ax.patches] == [40.0, 20.0, 25.0, 50.0, 30.0]
     assert [t.get_text() for t in ax.get_legend().get_texts()][:2] == ["best decode-only ceiling: 50.00",
                                                                        "best peer: 25.00"]
