@@ -8,18 +8,22 @@ single thread, and `fn.decoders.video` decodes from frame 0 rather than seeking.
 Each strategy is a function `(path, frames[T], window) -> uint8 array [T, H, W, 3]`, frames in the requested
 order (repeats allowed). A file that cannot be read or decoded raises `DecodeError` naming the file and the reason.
 
-A strategy in `WINDOWED` applies the clip's `Window` itself (crop, then scale to crop x crop) while FFmpeg
-converts the frames to RGB, so the DALI graph skips its resize, and only the window's pixels are converted
-(cheaper than DALI's CPU resize: README, "Design choices, measured"). The others return whole frames (`window` unused) and the graph crops and resizes; the box is the same
-(`Window.box` here, `graph.crop_window` in DALI), which tests/pipelines/test_loader.py checks end to end.
+Both strategies apply the clip's window (`Window`, or augment.ResizedCrop: anything with `.box(height, width)`)
+themselves when given one: FFmpeg crops the box, scales it to crop x crop and converts it to RGB in one pass, so
+the DALI graph skips its resize and only the window's pixels are converted (cheaper than converting whole frames
+and resizing in DALI: README, "Design choices, measured"). Without a window they return whole frames and the
+graph crops and resizes (the loader does that when one decode feeds several crops, or for a bicubic resize). The
+box is the same either way (`box` here, the graph's `roi`), which tests/pipelines/test_loader.py checks end to end.
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
 import av
+import av.filter
 import numpy as np
 
 
@@ -50,26 +54,58 @@ class DecodeError(RuntimeError):
 
 
 def decode_pyav(path: str | Path, frames: np.ndarray, window: Optional[Window] = None) -> np.ndarray:
-    """PyAV (whole frames, `window` unused): one seek to the key frame before the first wanted frame, then
-    decode forward to the last one. Frame i is the frame presented nearest to time i / fps (fps: the stream's
-    average rate), so a variable-frame-rate file is sampled by time, not by frame count."""
+    """PyAV: one seek to the key frame before the first wanted frame, then decode forward to the last one.
+    Frame i is the frame presented nearest to time i / fps (fps: the stream's average rate), so a
+    variable-frame-rate file is sampled by time, not by frame count. With a window, an FFmpeg filter graph crops,
+    scales and converts each kept frame (`_WindowFilter`)."""
     wanted = set(np.unique(frames).tolist())
+    convert = _rgb if window is None else _WindowFilter(window)
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
+            stream.codec_context.thread_count = 1  # the loader decodes several clips at once, one per worker thread
             fps = stream.average_rate or stream.guessed_rate
             pts_per_frame = 1 / (fps * stream.time_base)
             origin = stream.start_time or 0
-            got, landed = _decode_forward(container, stream, wanted, origin, pts_per_frame, min(wanted))
+            got, landed = _decode_forward(container, stream, wanted, origin, pts_per_frame, min(wanted), convert)
             if landed > min(wanted) + 0.5 and min(wanted) > 0:  # the seek landed past it: decode from the start
-                got, _ = _decode_forward(container, stream, wanted, origin, pts_per_frame, 0)
+                got, _ = _decode_forward(container, stream, wanted, origin, pts_per_frame, 0, convert)
     except (av.error.FFmpegError, IndexError, ZeroDivisionError, TypeError) as err:
         raise DecodeError(f"{path}: cannot decode ({type(err).__name__}: {err})") from None
     return _gather(path, got, frames)
 
 
-def _decode_forward(container, stream, wanted: set[int], origin: int, pts_per_frame,
-                    first: int) -> tuple[dict[int, np.ndarray], float]:
+def _rgb(frame: av.VideoFrame) -> np.ndarray:
+    return frame.to_ndarray(format="rgb24")
+
+
+class _WindowFilter:
+    """FFmpeg's `crop` (exact: odd offsets are kept, not rounded to the chroma grid), `scale` to crop x crop
+    (bilinear; swscale widens its filter when it shrinks, so it is antialiased like DALI's resize) and `format`
+    rgb24, which swscale does in the same pass as the scale. Built on the first frame, when its size is known."""
+
+    def __init__(self, window: Window):
+        self.window, self.graph = window, None
+
+    def __call__(self, frame: av.VideoFrame) -> np.ndarray:
+        if self.graph is None:
+            top, left, box_h, box_w = self.window.box(frame.height, frame.width)
+            self.graph = av.filter.Graph()
+            chain = [self.graph.add_buffer(width=frame.width, height=frame.height, format=frame.format.name,
+                                           time_base=frame.time_base),
+                     self.graph.add("crop", f"{box_w}:{box_h}:{left}:{top}:exact=1"),
+                     self.graph.add("scale", f"{self.window.crop}:{self.window.crop}:flags=bilinear"),
+                     self.graph.add("format", "rgb24"),
+                     self.graph.add("buffersink")]
+            for source, sink in zip(chain, chain[1:]):
+                source.link_to(sink)
+            self.graph.configure()
+        self.graph.push(frame)
+        return self.graph.pull().to_ndarray()
+
+
+def _decode_forward(container, stream, wanted: set[int], origin: int, pts_per_frame, first: int,
+                    convert: Callable[[av.VideoFrame], np.ndarray]) -> tuple[dict[int, np.ndarray], float]:
     """Decode from the key frame before `first` until the last wanted index is passed; each wanted index gets
     the frame presented nearest its time (ties: the earlier frame, the one on screen then); past the video's
     end, its final frame. Returns the frames and the time (in frames) of the first one decoded."""
@@ -80,7 +116,7 @@ def _decode_forward(container, stream, wanted: set[int], origin: int, pts_per_fr
 
     def take(target: int, frame) -> None:
         if frame.pts not in rgb:
-            rgb[frame.pts] = frame.to_ndarray(format="rgb24")
+            rgb[frame.pts] = convert(frame)
         got[target] = rgb[frame.pts]
 
     landed, previous, frame = None, None, None
@@ -142,6 +178,22 @@ def _torchcodec_crop(window: Window):
     return Crop()
 
 
+def torchcodec_window_problem() -> Optional[str]:
+    """Why torchcodec cannot apply a window here, or None. `_torchcodec_crop` subclasses a private interface, so a
+    torchcodec release that changes it must be caught before the first decode, not halfway through an epoch:
+    the spec of a known window must come out as torchcodec 0.13 reads it."""
+    try:
+        from torchcodec.transforms import DecoderTransform
+
+        spec = _torchcodec_crop(Window(short_side=48.0, anchor=(0.5, 0.5), crop=32))._make_transform_spec((48, 64))
+        parameters = list(inspect.signature(DecoderTransform._make_transform_spec).parameters)
+    except Exception as err:  # any change of the interface shows up here, whatever it raises
+        return f"its DecoderTransform interface changed ({type(err).__name__}: {err})"
+    if parameters != ["self", "input_dims"] or spec != "crop, 32, 32, 16, 8":
+        return f"its DecoderTransform interface changed (_make_transform_spec{tuple(parameters)} -> {spec!r})"
+    return None
+
+
 def _gather(path: Path, got: dict[int, np.ndarray], frames: np.ndarray) -> np.ndarray:
     """Frames in the requested order. Frame counts can be off by one at the end, so a frame that was not there
     is replaced by the nearest decoded one; none at all is an error."""
@@ -161,4 +213,4 @@ def torchcodec_available() -> bool:
 
 
 DECODERS: dict[str, Decoder] = {"pyav": decode_pyav, "torchcodec": decode_torchcodec}
-WINDOWED = frozenset({"torchcodec"})  # the strategies that apply the Window themselves
+WINDOWED = frozenset(DECODERS)  # the strategies that apply a window themselves

@@ -41,6 +41,8 @@ failing in one epoch aborts with one line.
 """
 from __future__ import annotations
 
+import functools
+import importlib.metadata
 import logging
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -62,7 +64,7 @@ from dalitrain.data.sampling import (ClipRecipe, DatasetRecords, Sample, eval_pl
                                      sample_frames, train_plan)
 from dalitrain.errors import DalitrainError, UsageError
 from dalitrain.pipelines.decode import (DECODERS, WINDOWED, DecodeError, Window, decode_pyav,
-                                        torchcodec_available)
+                                        torchcodec_available, torchcodec_window_problem)
 from dalitrain.pipelines.graph import clip_pipeline
 from dalitrain.pipelines.workers import DecodeWorkers
 
@@ -99,7 +101,7 @@ def resolve_decoder(name: str, device: str) -> str:
     not read, or when the CPU decoders keep up); `dali` there is DALI's GPU decoder, NVDEC."""
     if name == "default":
         return "nvdec" if device == "gpu" else next(d for d in CPU_DECODERS
-                                                     if d != "torchcodec" or torchcodec_available())
+                                                     if d != "torchcodec" or _torchcodec_usable())
     if name == "nvdec":
         if device != "gpu":
             raise UsageError("data.decoder: nvdec decodes on the GPU, but the loader runs on the CPU "
@@ -109,7 +111,21 @@ def resolve_decoder(name: str, device: str) -> str:
         raise UsageError(f"data.decoder: unknown decoder {name!r} (known: default, nvdec, {', '.join(CPU_DECODERS)})")
     if name == "torchcodec" and not torchcodec_available():
         raise RuntimeError("data.decoder: torchcodec cannot load (it needs the system FFmpeg libraries)")
+    if name == "torchcodec" and not _torchcodec_usable():
+        return "pyav"
     return "nvdec" if name == "dali" and device == "gpu" else name
+
+
+@functools.cache
+def _torchcodec_usable() -> bool:
+    """torchcodec loads and can crop as the loader asks; a torchcodec release whose crop interface changed is
+    passed over for PyAV with one warning line per process."""
+    if not torchcodec_available():
+        return False
+    problem = torchcodec_window_problem()
+    if problem:
+        log.warning("torchcodec %s: %s; decoding with PyAV instead", importlib.metadata.version("torchcodec"), problem)
+    return problem is None
 
 
 class VideoLoader:

@@ -1,9 +1,15 @@
 """CPU decode strategies return exactly the requested frames, in order, and fail in one line."""
+import abc
+import sys
+import types
+
 import numpy as np
 import pytest
+import torch
 
-from dalitrain.pipelines.decode import DECODERS, DecodeError, torchcodec_available
-from tests.data.coded import coded_frames, frame_index, write_vfr_vp9
+from dalitrain.data.augment import ResizedCrop
+from dalitrain.pipelines.decode import DECODERS, DecodeError, Window, torchcodec_available, torchcodec_window_problem
+from tests.data.coded import coded_frames, frame_index, write_vfr_vp9, write_vp9
 
 STRATEGIES = ["pyav"] + (["torchcodec"] if torchcodec_available() else [])
 
@@ -39,6 +45,53 @@ def test_a_window_on_a_video_without_a_frame_size_is_refused_in_one_line():
     assert crop._make_transform_spec((48, 64)) == "crop, 32, 32, 16, 8"
     with pytest.raises(ValueError, match="^the video's frame size is not in its metadata$"):
         crop._make_transform_spec((None, 64))
+
+
+def _fake_torchcodec(monkeypatch, make_transform_spec) -> None:
+    """A torchcodec whose DecoderTransform declares `make_transform_spec` (a release that changed the interface)."""
+    transforms = types.ModuleType("torchcodec.transforms")
+
+    class DecoderTransform(abc.ABC):
+        _make_transform_spec = abc.abstractmethod(make_transform_spec)
+
+    transforms.DecoderTransform = DecoderTransform
+    monkeypatch.setitem(sys.modules, "torchcodec", types.ModuleType("torchcodec"))
+    monkeypatch.setitem(sys.modules, "torchcodec.transforms", transforms)
+
+
+def test_a_torchcodec_whose_crop_interface_changed_is_detected(monkeypatch):
+    _fake_torchcodec(monkeypatch, lambda self, input_dims: "")  # 0.13's signature
+    assert torchcodec_window_problem() is None
+    _fake_torchcodec(monkeypatch, lambda self: "")  # the spec no longer gets the frame size
+    assert torchcodec_window_problem() == "its DecoderTransform interface changed (_make_transform_spec('self',) " \
+                                          "-> 'crop, 32, 32, 16, 8')"
+    _fake_torchcodec(monkeypatch, lambda self, input_dims, device: "")  # a new abstract argument
+    assert "interface changed" in torchcodec_window_problem()
+
+
+@pytest.mark.skipif(not torchcodec_available(), reason="torchcodec cannot load here")
+def test_the_installed_torchcodec_takes_the_crop_as_written():
+    assert torchcodec_window_problem() is None
+
+
+@pytest.mark.parametrize("window", [Window(48.0, (0.5, 0.5), 32), Window(30.0, (1.0, 0.0), 16),
+                                    ResizedCrop(np.array([[0.3, 0.7, 0.2, 0.9]]), (0.75, 1.33), 24)])
+def test_pyav_crops_and_scales_the_windows_box(tmp_path, window):
+    """The window's box of each frame, scaled to crop x crop in FFmpeg, against the whole frame cropped and
+    resized in torch (bilinear, antialiased): the same pixels up to the two scalers."""
+    y, x = np.mgrid[0:48, 0:64]
+    picture = np.repeat((30 + 2 * x + 2 * y).astype(np.uint8)[None, :, :, None], 3, axis=-1)  # ramps both ways
+    video = write_vp9(tmp_path / "ramps.webm", np.repeat(picture, 12, axis=0))
+    frames = np.array([3, 9])
+    whole = DECODERS["pyav"](video, frames)
+    top, left, box_h, box_w = window.box(*whole.shape[1:3])
+    box = torch.from_numpy(whole[:, top:top + box_h, left:left + box_w]).permute(0, 3, 1, 2).float()
+    expected = torch.nn.functional.interpolate(box, size=(window.crop, window.crop), mode="bilinear",
+                                               antialias=True).permute(0, 2, 3, 1).numpy()
+    got = DECODERS["pyav"](video, frames, window)
+    assert got.shape == (2, window.crop, window.crop, 3)
+    # a box one pixel off moves these ramps by 2 levels everywhere; the scalers differ by less at the borders
+    assert np.abs(got - expected).mean() < 1.5
 
 
 def test_a_variable_frame_rate_file_is_sampled_by_time(tmp_path):

@@ -80,16 +80,17 @@ def test_crop_and_flip_are_identical_across_a_clips_frames(corpus):
         assert diff.std(dim=(3, 4)).max() < 0.05
 
 
-@pytest.mark.skipif(not torchcodec_available(), reason="torchcodec cannot load here")
+@pytest.mark.parametrize("decoder", ["pyav"] + (["torchcodec"] if torchcodec_available() else []))
 @pytest.mark.parametrize("short_side, crop", [([48, 56], 32), ([20, 24], 16)])  # upscaling and downscaling
-def test_decoder_side_window_equals_the_graphs_crop_and_resize(corpus, short_side, crop):
-    """torchcodec crops and scales in FFmpeg, PyAV's whole frames are cropped by DALI's resize, both over the box
-    of decode.Window: the same plan must give the same pixels, up to the two scalers' interpolation."""
+def test_decoder_side_window_equals_the_graphs_crop_and_resize(corpus, decoder, short_side, crop):
+    """The CPU decoders crop and scale in FFmpeg; with DALI's decoder the graph crops and resizes whole frames;
+    both over the same box: the same plan must give the same pixels, up to the two scalers' interpolation."""
     root, specs = corpus
-    batches = {decoder: list(train_loader(data_config(root, specs, ["ramps"], decoder=decoder,
-                                                      short_side=short_side, crop_size=crop), seed=3))
-               for decoder in ("pyav", "torchcodec")}
-    for ours, theirs in zip(batches["torchcodec"], batches["pyav"]):
+    batches = {name: list(train_loader(data_config(root, specs, ["ramps"], decoder=name, short_side=short_side,
+                                                   crop_size=crop), seed=3))
+               for name in (decoder, "dali")}
+    assert not train_loader(data_config(root, specs, ["ramps"], decoder=decoder)).resize_in_graph
+    for ours, theirs in zip(batches[decoder], batches["dali"]):
         assert ours.video.shape == theirs.video.shape == (4, 3, 4, crop, crop)
         error = (ours.video - theirs.video).abs().mean(dim=(1, 2, 3, 4)) * STD * 255  # per clip, in levels
         # a box one pixel off moves the 120-level ramp by ~2 levels; a wrong anchor or flip by tens
@@ -259,6 +260,21 @@ def test_nvdec_on_the_cpu_and_an_unknown_decoder_are_one_line_errors():
         resolve_decoder("nvdec", "cpu")
     with pytest.raises(ValueError, match="^data.decoder: unknown decoder 'ffmpeg'"):
         resolve_decoder("ffmpeg", "gpu")
+
+
+def test_a_torchcodec_whose_crop_interface_changed_is_passed_over_for_pyav_with_one_warning(monkeypatch, caplog):
+    monkeypatch.setattr(loader_module, "torchcodec_available", lambda: True)
+    monkeypatch.setattr(loader_module, "torchcodec_window_problem",
+                        lambda: "its DecoderTransform interface changed (_make_transform_spec('self',) -> '')")
+    monkeypatch.setattr(loader_module.importlib.metadata, "version", lambda name: "0.99.0")
+    loader_module._torchcodec_usable.cache_clear()
+    try:
+        assert resolve_decoder("default", "cpu") == resolve_decoder("torchcodec", "cpu") == "pyav"
+    finally:
+        loader_module._torchcodec_usable.cache_clear()
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == ["torchcodec 0.99.0: its DecoderTransform interface changed (_make_transform_spec('self',) "
+                        "-> ''); decoding with PyAV instead"]
 
 
 def test_a_decode_that_hangs_is_abandoned_and_its_file_quarantined(corpus, monkeypatch):
