@@ -41,6 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dalitrain.benchmarks import pipeline_scaling
 from dalitrain.config import AugmentConfig, DataConfig, DatasetConfig
 from dalitrain.data.synth import generate_corpus
 from dalitrain.figures import bar_chart, save
@@ -173,11 +174,12 @@ def steady_rate(batches: Iterable, warmup: int, measured: int) -> Rate:
 
 
 def dalitrain_batches(videos: list[Path], decoder: str, cores: int, steps: int, workdir: Path,
-                      augment: Optional[AugmentConfig] = None, num_samples: int = 1):
+                      augment: Optional[AugmentConfig] = None, num_samples: int = 1, num_frames: int = NUM_FRAMES,
+                      stride: int = STRIDE):
     manifest = workdir / "bench.txt"
     manifest.write_text("".join(f"{p.resolve()} 0\n" for p in videos))
     data = DataConfig(datasets=[DatasetConfig(name="bench", manifest=str(manifest), num_classes=1)],
-                      batch_size=BATCH, num_frames=NUM_FRAMES, stride=STRIDE, short_side=list(SHORT_SIDE),
+                      batch_size=BATCH, num_frames=num_frames, stride=stride, short_side=list(SHORT_SIDE),
                       crop_size=CROP, epoch_size=steps * BATCH, device="cpu", decoder=decoder, num_threads=cores,
                       mean=[MEAN] * 3, std=[STD] * 3, augment=augment or AugmentConfig(), num_samples=num_samples)
     return train_loader(data, seed=0)
@@ -336,13 +338,30 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--png", help="chart clips/s per loader here, the ceiling and the best peer marked")
     parser.add_argument("--corpus", help="folder of bench videos (dalitrain synth --preset bench)")
     parser.add_argument("--cores", type=int, help="CPU cores every loader may use (default: all)")
+    parser.add_argument("--scaling", action="store_true", help="instead: the default loader's CPU ms per clip "
+                        "against clip frames, source resolution and decode workers, and the cores a GPU needs")
+    parser.add_argument("--gpu-json", help="with --scaling: `dalitrain bench gpu --json` output, for the cores "
+                        "needed at the rate that GPU trains")
     args = parser.parse_args(argv)
+    if args.scaling:
+        return run_scaling(args)
     result = run(args)
     print_table(result)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     if args.png:
         save(pipeline_chart(result), args.png)
+    return 0
+
+
+def run_scaling(args: argparse.Namespace) -> int:
+    cores = args.cores or os.cpu_count() or 1
+    warmup, measured = (2, 4) if args.quick else (4, 8)
+    result = pipeline_scaling.run(corpus_videos(args.corpus), cores, CACHE, warmup, measured)
+    lines = pipeline_scaling.cores_per_gpu(result, args.gpu_json)
+    pipeline_scaling.print_table(result, lines)
+    if args.json:
+        Path(args.json).write_text(json.dumps({**result, "cores_per_gpu": lines}, indent=2) + "\n")
     return 0
 
 

@@ -75,3 +75,37 @@ def test_pipeline_chart_marks_the_ceiling_and_the_best_peer():
     assert [p.get_height() for p in ax.patches] == [40.0, 20.0, 25.0, 50.0, 30.0]
     assert [t.get_text() for t in ax.get_legend().get_texts()][:2] == ["best decode-only ceiling: 50.00",
                                                                        "best peer: 25.00"]
+
+
+def test_scaling_turns_cpu_cost_per_clip_into_cores_per_gpu(tmp_path):
+    from dalitrain.benchmarks import pipeline_scaling as scaling
+    rows = {"frames": [{"frames": 16, "cpu_ms_per_clip": 100.0}, {"frames": 32, "cpu_ms_per_clip": 200.0}],
+            "resolution": [{"short_side": 256, "cpu_ms_per_clip": 100.0}, {"short_side": 480, "cpu_ms_per_clip": 300.0}]}
+    gpu = tmp_path / "gpu.json"
+    gpu.write_text('{"train.step": {"rows": [{"checkpointing": true, "clips_per_s": 20.0}, '
+                   '{"checkpointing": false, "clips_per_s": 30.0}]}}')
+    lines = scaling.cores_per_gpu({"rows": rows}, str(gpu))
+    # 9.4 clips/s x 0.2 CPU s per 32-frame clip = 1.88 cores; 3x the CPU cost at 480p: 5.64
+    assert lines[0] == ("cores per GPU to feed MViTv2-B 32x3 at MultiTrain's 9.4 clips/s per V100: 1.9 at 256p, "
+                        "5.6 at 480p (source short side)")
+    assert lines[1] == f"cores per GPU to feed MViTv2-S 16x4 at 30.0 clips/s ({gpu}): 3.0 at 256p"  # 30 x 0.1
+    assert "pass --gpu-json F" in scaling.cores_per_gpu({"rows": rows}, None)[1]
+    gpu.write_text("{}")
+    with pytest.raises(SystemExit, match=f"^{gpu}: no train.step result"):
+        scaling.cores_per_gpu({"rows": rows}, str(gpu))
+
+
+def test_scaling_measures_every_row_on_a_transcoded_variant(videos, tmp_path, monkeypatch, capsys):
+    from dalitrain.benchmarks import pipeline_scaling as scaling
+    monkeypatch.setattr(scaling, "RECIPES", ((4, 2), (16, 4), (32, 1)))
+    monkeypatch.setattr(scaling, "RESOLUTIONS", (96,))
+    result = scaling.run(videos, cores=2, cache=tmp_path, warmup=1, measured=1)
+    variant = sorted((tmp_path / "corpus-96p").rglob("*.webm"))
+    assert len(variant) == 2 and bench.av.open(str(variant[0])).streams.video[0].height == 96
+    rows = result["rows"]
+    assert [(r["frames"], r["short_side"]) for r in rows["frames"]] == [(4, 256), (16, 256), (32, 256)]
+    assert [r["short_side"] for r in rows["resolution"]] == [256, 96]
+    assert [r["workers"] for r in rows["workers"]] == [1, 2]
+    assert all(r["cpu_ms_per_clip"] > 0 and r["clips_per_s"] > 0 for group in rows.values() for r in group)
+    scaling.print_table(result, ["line"])
+    assert "resolution  16x4      96p" in capsys.readouterr().out
