@@ -5,22 +5,23 @@ the GIL released) and hands the frames to the DALI graph through `external_sourc
 augmentation, faster than DALI's own CPU decoders (`dalitrain bench pipeline`): `fn.readers.video` decodes in a
 single thread, and `fn.decoders.video` decodes from frame 0 rather than seeking.
 
-Each strategy is a function `(path, frames[T], window) -> uint8 array [T, H, W, 3]`, frames in the requested
-order (repeats allowed). A file that cannot be read or decoded raises `DecodeError` naming the file and the reason.
-
-Both strategies apply the clip's window (`Window`, or augment.ResizedCrop: anything with `.box(height, width)`)
-themselves when given one: FFmpeg crops the box, scales it to crop x crop and converts it to RGB in one pass, so
-the DALI graph skips its resize and only the window's pixels are converted (cheaper than converting whole frames
-and resizing in DALI: README, "Design choices, measured"). Without a window they return whole frames and the
-graph crops and resizes (the loader does that when one decode feeds several crops, or for a bicubic resize). The
-box is the same either way (`box` here, the graph's `roi`), which tests/pipelines/test_loader.py checks end to end.
+Each strategy is a function `(path, frames[T], windows, interpolation) -> [uint8 array [T, H, W, 3] per window]`:
+one decode, one clip per window, frames in the requested order (repeats allowed). A window (`Window`, or
+augment.ResizedCrop: anything with `.box(height, width)` and `.crop`) is applied by FFmpeg: it crops the box and
+scales it to crop x crop before converting to RGB, so the DALI graph skips its resize and only the window's pixels
+are converted (cheaper than converting whole frames and resizing in DALI: README, "Design choices, measured"); a
+clip's repeated samples and an evaluation's spatial views share the decode. A window of None returns whole frames,
+which the graph crops and resizes (the loader does that when the strategy lacks the resize's interpolation:
+`WINDOW_INTERPOLATIONS`). The box is the same either way (`box` here, the graph's `roi`), which
+tests/pipelines/test_loader.py checks end to end. `decode_pyav` and `decode_torchcodec` are the one-window forms.
+A file that cannot be read or decoded raises `DecodeError` naming the file and the reason.
 """
 from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import av
 import av.filter
@@ -47,20 +48,32 @@ class Window:
         return round(top), round(left), box_h, box_w
 
 
-Decoder = Callable[[str | Path, np.ndarray, Optional[Window]], np.ndarray]
+Decoder = Callable[[str | Path, np.ndarray, Sequence[Optional[Window]], str], list[np.ndarray]]
+# swscale's filters for the graph's interpolations: bicubic with C = 0.75 is Keys' kernel with a = -0.75, PyTorch's
+SWSCALE_FLAGS = {"linear": "flags=bilinear", "cubic": "flags=bicubic:param0=0:param1=0.75"}
 
 
 class DecodeError(RuntimeError):
     """One line: `<file>: <reason>`."""
 
 
-def decode_pyav(path: str | Path, frames: np.ndarray, window: Optional[Window] = None) -> np.ndarray:
+def decode_pyav(path: str | Path, frames: np.ndarray, window: Optional[Window] = None,
+                interpolation: str = "linear") -> np.ndarray:
+    return decode_pyav_views(path, frames, [window], interpolation)[0]
+
+
+def decode_pyav_views(path: str | Path, frames: np.ndarray, windows: Sequence[Optional[Window]],
+                      interpolation: str = "linear") -> list[np.ndarray]:
     """PyAV: one seek to the key frame before the first wanted frame, then decode forward to the last one.
     Frame i is the frame presented nearest to time i / fps (fps: the stream's average rate), so a
-    variable-frame-rate file is sampled by time, not by frame count. With a window, FFmpeg crops and scales each
-    kept frame before converting it (`_ToRGB`)."""
+    variable-frame-rate file is sampled by time, not by frame count. Each kept frame is converted once per window
+    (`_ToRGB`)."""
     wanted = set(np.unique(frames).tolist())
-    convert = _ToRGB(window)
+    converters = [_ToRGB(window, interpolation) for window in windows]
+
+    def convert(frame: av.VideoFrame) -> tuple[np.ndarray, ...]:
+        return tuple(to_rgb(frame) for to_rgb in converters)
+
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
@@ -73,7 +86,8 @@ def decode_pyav(path: str | Path, frames: np.ndarray, window: Optional[Window] =
                 got, _ = _decode_forward(container, stream, wanted, origin, pts_per_frame, 0, convert)
     except (av.error.FFmpegError, IndexError, ZeroDivisionError, TypeError) as err:
         raise DecodeError(f"{path}: cannot decode ({type(err).__name__}: {err})") from None
-    return _gather(path, got, frames)
+    return [_gather(path, {index: views[view] for index, views in got.items()}, frames)
+            for view in range(len(windows))]
 
 
 class _ToRGB:
@@ -81,12 +95,13 @@ class _ToRGB:
     builds a scaler per frame with a thread per core: 0.24 against 0.09 ms a 384x256 frame, measured). Without
     a window, frames keep their size (swscale's fast unscaled path). With one, an FFmpeg filter graph built on
     the first frame (when its size is known) crops the box (`exact`: odd offsets are kept, not rounded to the
-    chroma grid) and scales it to crop x crop in YUV (bilinear; swscale widens its filter when it shrinks, so
-    it is antialiased like DALI's resize), then the unscaled path converts: scaling straight to RGB takes
-    swscale's slow generic path (0.20 against 0.15 ms a frame, measured)."""
+    chroma grid) and scales it to crop x crop in YUV (swscale widens its filter when it shrinks, so it is
+    antialiased like DALI's resize), then the unscaled path converts: scaling straight to RGB takes swscale's slow
+    generic path (0.20 against 0.15 ms a frame, measured)."""
 
-    def __init__(self, window: Optional[Window]):
-        self.window, self.graph, self.reformatter = window, None, VideoReformatter()
+    def __init__(self, window: Optional[Window], interpolation: str):
+        self.window, self.flags = window, SWSCALE_FLAGS[interpolation]
+        self.graph, self.reformatter = None, VideoReformatter()
 
     def __call__(self, frame: av.VideoFrame) -> np.ndarray:
         if self.window is not None:
@@ -103,7 +118,7 @@ class _ToRGB:
         chain = [graph.add_buffer(width=frame.width, height=frame.height, format=frame.format.name,
                                   time_base=frame.time_base),
                  graph.add("crop", f"{box_w}:{box_h}:{left}:{top}:exact=1"),
-                 graph.add("scale", f"{self.window.crop}:{self.window.crop}:flags=bilinear"),
+                 graph.add("scale", f"{self.window.crop}:{self.window.crop}:{self.flags}"),
                  graph.add("buffersink")]
         for source, sink in zip(chain, chain[1:]):
             source.link_to(sink)
@@ -112,14 +127,14 @@ class _ToRGB:
 
 
 def _decode_forward(container, stream, wanted: set[int], origin: int, pts_per_frame, first: int,
-                    convert: Callable[[av.VideoFrame], np.ndarray]) -> tuple[dict[int, np.ndarray], float]:
+                    convert: Callable[[av.VideoFrame], tuple]) -> tuple[dict[int, tuple], float]:
     """Decode from the key frame before `first` until the last wanted index is passed; each wanted index gets
     the frame presented nearest its time (ties: the earlier frame, the one on screen then); past the video's
     end, its final frame. Returns the frames and the time (in frames) of the first one decoded."""
     container.seek(origin + int(first * pts_per_frame), backward=True, any_frame=False, stream=stream)
     targets = sorted(wanted)
-    got: dict[int, np.ndarray] = {}
-    rgb: dict[int, np.ndarray] = {}  # by presentation time: one conversion however many targets share a frame
+    got: dict[int, tuple] = {}
+    rgb: dict[int, tuple] = {}  # by presentation time: one conversion however many targets share a frame
 
     def take(target: int, frame) -> None:
         if frame.pts not in rgb:
@@ -142,6 +157,14 @@ def _decode_forward(container, stream, wanted: set[int], origin: int, pts_per_fr
             if frame is not None:
                 take(target, frame)
     return got, landed if landed is not None else 0.0
+
+
+def decode_torchcodec_views(path: str | Path, frames: np.ndarray, windows: Sequence[Optional[Window]],
+                            interpolation: str = "linear") -> list[np.ndarray]:
+    """torchcodec applies its transforms per decoder: one decode per window."""
+    if interpolation not in WINDOW_INTERPOLATIONS["torchcodec"]:
+        raise ValueError(f"torchcodec scales with {WINDOW_INTERPOLATIONS['torchcodec']} only, not {interpolation}")
+    return [decode_torchcodec(path, frames, window) for window in windows]
 
 
 def decode_torchcodec(path: str | Path, frames: np.ndarray, window: Optional[Window] = None) -> np.ndarray:
@@ -219,5 +242,7 @@ def torchcodec_available() -> bool:
     return True
 
 
-DECODERS: dict[str, Decoder] = {"pyav": decode_pyav, "torchcodec": decode_torchcodec}
-WINDOWED = frozenset(DECODERS)  # the strategies that apply a window themselves
+DECODERS: dict[str, Decoder] = {"pyav": decode_pyav_views, "torchcodec": decode_torchcodec_views}
+# the interpolations each strategy scales a window with (torchcodec's Resize is bilinear only)
+WINDOW_INTERPOLATIONS = {"pyav": ("linear", "cubic"), "torchcodec": ("linear",)}
+SHARED_DECODE = frozenset({"pyav"})  # one decode converted through several windows (torchcodec: one per window)

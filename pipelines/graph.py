@@ -41,7 +41,7 @@ def clip_pipeline(*, device: str, decode_in_graph: bool, training: bool, crop_si
                   erase: bool = False):
     """`device` "cpu" or "gpu": where augmentation runs. With `decode_in_graph`, decoding runs in the graph too
     (on the GPU: NVDEC through the "mixed" backend); otherwise the frames come decoded from the loader. Without
-    `resize_in_graph` the loader's decoder already cropped and scaled them to crop_size (decode.WINDOWED), and
+    `resize_in_graph` the loader's decoder already cropped and scaled them to crop_size (decode.WINDOW_INTERPOLATIONS), and
     the graph has no `roi` input. `color`, `rand_augment_layers` and `erase` (training only) add those ops and
     their inputs."""
     if decode_in_graph:

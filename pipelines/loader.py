@@ -16,12 +16,13 @@ when it is met again.
 Stages, each inside an NVTX range (`dalitrain.decode`, `dalitrain.dali`, `dalitrain.to_torch`):
 1. the plan (dalitrain/data/sampling.py) fixes every sample of the epoch from (seed, epoch);
 2. on the CPU, a thread pool decodes the next batches' clips (dalitrain.pipelines.decode, the fastest measured
-   strategy by default; torchcodec also crops and scales while converting colours) while DALI augments the
-   current one; with NVDEC (the GPU's default) or `decoder: dali`, the pool only reads the files' bytes and the
-   graph decodes; on a GPU with `decoder: pyav|torchcodec`, the CPU decodes and the graph augments on the GPU;
+   strategy by default; FFmpeg crops and scales each sample's window before converting colours) while DALI
+   augments the current one; with NVDEC (the GPU's default) or `decoder: dali`, the pool only reads the files'
+   bytes and the graph decodes; on a GPU with `decoder: pyav|torchcodec`, the CPU decodes and the graph augments
+   on the GPU. Samples of the same clip (repeated augmentation's `data.num_samples` k, adjacent in the batch, and
+   an evaluation's spatial views) share one decode, each converted through its own window;
 3. the DALI graph (dalitrain.pipelines.graph) crops and resizes (unless the decoder did), runs `data.augment`'s
-   ops, flips and normalises. With repeated augmentation (`data.num_samples` k) the k samples of a clip are
-   adjacent in the batch and share one decode (the graph crops each: the decoder does not window then);
+   ops, flips and normalises;
 4. its output is copied into (pinned, with CUDA) torch tensors, on the current CUDA stream.
 Steps 2-4 of batch k + 1 run in a background thread while the consumer trains on batch k.
 
@@ -63,8 +64,8 @@ from dalitrain.data.records import load_records
 from dalitrain.data.sampling import (ClipRecipe, DatasetRecords, Sample, eval_plan, replacement_video,
                                      sample_frames, train_plan)
 from dalitrain.errors import DalitrainError, UsageError
-from dalitrain.pipelines.decode import (DECODERS, WINDOWED, DecodeError, Window, decode_pyav,
-                                        torchcodec_available, torchcodec_window_problem)
+from dalitrain.pipelines.decode import (DECODERS, SHARED_DECODE, WINDOW_INTERPOLATIONS, DecodeError, Window,
+                                        decode_pyav, torchcodec_available, torchcodec_window_problem)
 from dalitrain.pipelines.graph import clip_pipeline
 from dalitrain.pipelines.workers import DecodeWorkers
 
@@ -142,8 +143,10 @@ class VideoLoader:
         self.decode_in_graph = self.decoder in ("dali", "nvdec")
         self.repeats = data.num_samples if training else 1  # adjacent samples sharing one decoded clip
         augment = data.augment
-        # the graph crops when one decode feeds several crops, or when the resize must be bicubic (FFmpeg's is not)
-        self.resize_in_graph = self.decoder not in WINDOWED or self.repeats > 1 or augment.interpolation != "linear"
+        # the decoder crops and scales unless it lacks the interpolation, or its repeated samples would each cost
+        # a decode (torchcodec): then one decode of whole frames feeds them all and the graph crops
+        self.resize_in_graph = (augment.interpolation not in WINDOW_INTERPOLATIONS.get(self.decoder, ())
+                                or (self.repeats > 1 and self.decoder not in SHARED_DECODE))
         # the training-only ops the graph has, and so the inputs this loader feeds it
         self.graph_ops = {"interpolation": augment.interpolation, "color": training and bool(augment.color_jitter),
                           "rand_augment_layers": 0, "erase": training and bool(augment.erase_prob)}
@@ -206,30 +209,38 @@ class VideoLoader:
             return s.augment.resized_crop
         return Window(s.short_side, s.crop_anchor, self.data.crop_size)
 
-    def _load(self, s: Sample) -> np.ndarray:
+    def _load(self, clip: list[Sample]) -> list[np.ndarray]:
+        """The decoded frames of each sample of one clip (the file's bytes when the graph decodes): one decode
+        for all, whole frames when the graph crops, else one window per sample."""
+        path, frames = self._path(clip[0]), clip[0].frames
         if self.decode_in_graph:
-            return np.fromfile(self._path(s), dtype=np.uint8)
-        return DECODERS[self.decoder](self._path(s), s.frames, None if self.resize_in_graph else self._window(s))
+            return [np.fromfile(path, dtype=np.uint8)] * len(clip)
+        interpolation = self.data.augment.interpolation
+        if self.resize_in_graph:
+            return DECODERS[self.decoder](path, frames, [None], interpolation) * len(clip)
+        return DECODERS[self.decoder](path, frames, [self._window(s) for s in clip], interpolation)
 
-    def _submit(self, samples: list[Sample]) -> list[Future]:
-        """One decode per distinct clip when the graph crops: a clip's repeated samples (and an evaluation's
-        spatial views) share it."""
-        by_clip: dict = {}
-        pending = []
+    def _submit(self, samples: list[Sample]) -> list[tuple[Future, int]]:
+        """One decode per distinct clip: a clip's repeated samples (and an evaluation's spatial views) share it.
+        Sample i's frames are item `view` of its future's result."""
+        clips: dict = {}
         for i, s in enumerate(samples):
-            key = (s.dataset, s.video, s.frames.tobytes()) if self.resize_in_graph else i
-            if key not in by_clip:
-                by_clip[key] = self.workers.submit(self._load, s)
-            pending.append(by_clip[key])
+            clips.setdefault((s.dataset, s.video, s.frames.tobytes()), []).append(i)
+        pending: list = [None] * len(samples)
+        for members in clips.values():
+            future = self.workers.submit(self._load, [samples[i] for i in members])
+            for view, i in enumerate(members):
+                pending[i] = (future, view)
         return pending
 
-    def _collect(self, step: int, samples: list[Sample], pending: list[Future]) -> tuple[list[Sample], list]:
+    def _collect(self, step: int, samples: list[Sample], pending: list[tuple[Future, int]]
+                 ) -> tuple[list[Sample], list]:
         """The batch's decoded clips, with failed or quarantined videos replaced by playable ones."""
         samples, clips = list(samples), []
         timeout = self.data.decode_timeout_s
-        for i, future in enumerate(pending):
+        for i, (future, view) in enumerate(pending):
             try:
-                clip = (self.workers.result(future, timeout, str(self._path(samples[i])))
+                clip = (self.workers.result(future, timeout, str(self._path(samples[i])))[view]
                         if samples[i].video not in self.failed[samples[i].dataset] else None)
             except (DecodeError, OSError) as err:  # DecodeTimeout included
                 self._quarantine(samples[i], str(err))
@@ -237,8 +248,8 @@ class VideoLoader:
             while clip is None:
                 samples[i] = self._replacement(samples[i], step, i)
                 try:
-                    clip = self.workers.result(self.workers.submit(self._load, samples[i]), timeout,
-                                               str(self._path(samples[i])))
+                    clip = self.workers.result(self.workers.submit(self._load, [samples[i]]), timeout,
+                                               str(self._path(samples[i])))[0]
                 except (DecodeError, OSError) as err:
                     self._quarantine(samples[i], str(err))
             clips.append(clip)

@@ -127,6 +127,20 @@ def test_eval_views_share_the_video_index_and_cover_each_video_once(corpus):
     assert views == {(d, i): 6 for d, n in ((0, 5), (1, 3)) for i in range(n)}
 
 
+def test_an_eval_clips_spatial_views_share_one_decode(corpus, monkeypatch):
+    root, specs = corpus
+    calls = []
+    real = loader_module.DECODERS["pyav"]
+    monkeypatch.setitem(loader_module.DECODERS, "pyav", lambda *args: calls.append(len(args[2])) or real(*args))
+    loader = eval_loader(data_config(root, specs, ["ramps"]), EvalConfig(temporal_views=2, spatial_views=3,
+                                                                         short_side=48, batch_size=6))
+    batches = list(loader)
+    assert sum(calls) == sum(len(b.label) for b in batches) == 4 * 2 * 3  # a window per view
+    assert len(calls) == 4 * 2  # a decode per (video, temporal view): batches of 6 hold whole clips
+    for batch in batches:  # the three spatial views of a clip: same frames, different crops of the ramp
+        assert not torch.equal(batch.video[0], batch.video[1])
+
+
 def test_resume_at_a_step_replays_the_same_batches(corpus):
     root, specs = corpus
     data = data_config(root, specs, ["clipset", "ramps"], batch_size=3)
@@ -160,6 +174,7 @@ def test_a_clips_repeated_samples_share_one_decode_but_not_their_augmentation(co
     data = data_config(root, specs, ["clipset", "ramps"], batch_size=4, num_samples=2,
                        augment=AugmentConfig(crop="resized"))
     loader = train_loader(data, seed=1)
+    assert not loader.resize_in_graph  # PyAV converts the one decode through each sample's window
     batches = list(loader)
     assert len(calls) == 2 * len(batches) == 9 + 1  # 9 videos in 5 batches of 2 clips (one clip pads)
     for step, batch in enumerate(batches):
@@ -284,10 +299,10 @@ def test_a_decode_that_hangs_is_abandoned_and_its_file_quarantined(corpus, monke
     hanging = str(root / "clipset" / "v1.webm")
     real = loader_module.DECODERS["pyav"]
 
-    def decode(path, frames, window):
+    def decode(path, frames, windows, interpolation):
         if str(path) == hanging:
             threading.Event().wait()  # forever
-        return real(path, frames, window)
+        return real(path, frames, windows, interpolation)
 
     monkeypatch.setitem(loader_module.DECODERS, "pyav", decode)
     data = data_config(root, specs, ["clipset"], batch_size=2, decode_timeout_s=1.0)
