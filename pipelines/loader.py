@@ -218,7 +218,14 @@ class VideoLoader:
         interpolation = self.data.augment.interpolation
         if self.resize_in_graph:
             return DECODERS[self.decoder](path, frames, [None], interpolation) * len(clip)
-        return DECODERS[self.decoder](path, frames, [self._window(s) for s in clip], interpolation)
+        return DECODERS[self.decoder](path, frames, [None if self._whole_frames(s) else self._window(s)
+                                                     for s in clip], interpolation)
+
+    def _whole_frames(self, s: Sample) -> bool:
+        """Whether sample s reaches the graph as whole frames: the graph crops every sample, or s's RandAugment
+        draw rotates, shears or translates, which the graph folds into the crop (reading beyond the window)."""
+        return self.resize_in_graph or (self.graph_ops["rand_augment_layers"] > 0 and
+                                        geometry(s.augment.ops, s.augment.values, self.data.crop_size) is not None)
 
     def _submit(self, samples: list[Sample]) -> list[tuple[Future, int]]:
         """One decode per distinct clip: a clip's repeated samples (and an evaluation's spatial views) share it.
@@ -312,9 +319,9 @@ class VideoLoader:
             pipe.feed_input("frame_ids", [s.frames.astype(np.int32) for s in samples])
         else:
             pipe.feed_input("frames", clips)
-        windows = [None] * len(samples)  # the decoder cropped
+        windows = [self._crop_box(s, clip, encoded) if self._whole_frames(s) else None  # None: the decoder cropped
+                   for s, clip in zip(samples, clips)]
         if self.resize_in_graph:
-            windows = [self._crop_box(s, clip, encoded) for s, clip in zip(samples, clips)]
             pipe.feed_input("roi", [np.array([y, x, y + h, x + w], np.float32) for y, x, h, w in windows])
         pipe.feed_input("flip", [np.bool_(s.flip) for s in samples])
         if self.graph_ops["color"]:
@@ -338,17 +345,15 @@ class VideoLoader:
         return self._window(s).box(height, width)
 
     def _warp(self, s: Sample, box: Optional[tuple[int, int, int, int]]) -> Optional[np.ndarray]:
-        """The inverse map [2, 3] from the output crop to the graph's input frames of a sample whose RandAugment draw
-        moves the picture (None otherwise): the draw's geometry, then the crop window's (`box`, in source pixels)
-        scale and offset; no window when the decoder already cropped."""
+        """The inverse map [2, 3] from the output crop to the graph's input frames (whole: `_whole_frames`) of a
+        sample whose RandAugment draw moves the picture (None otherwise): the draw's geometry, then the crop
+        window's (`box`, in source pixels) scale and offset."""
         moved = geometry(s.augment.ops, s.augment.values, self.data.crop_size)
         if moved is None:
             return None
-        if box is not None:
-            top, left, box_h, box_w = box
-            crop = self.data.crop_size
-            moved = np.array([[box_w / crop, 0, left], [0, box_h / crop, top], [0, 0, 1]]) @ moved
-        return moved[:2].astype(np.float32)
+        top, left, box_h, box_w = box
+        crop = self.data.crop_size
+        return (np.array([[box_w / crop, 0, left], [0, box_h / crop, top], [0, 0, 1]]) @ moved)[:2].astype(np.float32)
 
     def _erase_fill(self, step: int, i: int, s: Sample) -> np.ndarray:
         """The values of sample i's erased box, from a generator of (seed, epoch, rank, position), so a resumed run

@@ -97,6 +97,32 @@ def test_decoder_side_window_equals_the_graphs_crop_and_resize(corpus, decoder, 
         assert error.max() < 2.5, error
 
 
+def test_a_randaugment_warp_reads_the_whole_frame_while_the_others_arrive_cropped(corpus, monkeypatch):
+    """With the decoder cropping, a sample whose RandAugment draw rotates, shears or translates still gets whole
+    frames (the graph folds the warp into the crop, reading beyond the window): the same pixels as with DALI's
+    decoder, where the graph crops every sample."""
+    root, specs = corpus
+    fed = []
+    real = loader_module.VideoLoader._feed_and_run
+
+    def feed(self, pipe, step, samples, clips, *, encoded):
+        fed.extend((self._warp(s, (0, 0, 1, 1)) is not None, None if encoded else clip.shape[1:3])
+                   for s, clip in zip(samples, clips))
+        return real(self, pipe, step, samples, clips, encoded=encoded)
+
+    monkeypatch.setattr(loader_module.VideoLoader, "_feed_and_run", feed)
+    augment = AugmentConfig(rand_augment="rand-m9-n2-mstd0.5-inc1")
+    batches = {name: list(train_loader(data_config(root, specs, ["ramps"], decoder=name, augment=augment,
+                                                   epoch_size=24), seed=3))
+               for name in ("pyav", "dali")}
+    pyav = fed[:len(fed) // 2]
+    assert {warped for warped, _ in pyav} == {True, False}  # both kinds were drawn
+    assert all(shape == ((48, 64) if warped else (32, 32)) for warped, shape in pyav)
+    for ours, theirs in zip(batches["pyav"], batches["dali"]):
+        error = (ours.video - theirs.video).abs().mean(dim=(1, 2, 3, 4)) * STD * 255  # per clip, in levels
+        assert error.max() < 2.5, error
+
+
 def test_flip_only_where_the_dataset_allows_it(corpus):
     root, specs = corpus
     directions = {}
