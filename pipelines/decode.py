@@ -59,6 +59,7 @@ class DecodeError(RuntimeError):
 
 def decode_pyav(path: str | Path, frames: np.ndarray, window: Optional[Window] = None,
                 interpolation: str = "linear") -> np.ndarray:
+    """One window's clip (None: whole frames); see decode_pyav_views."""
     return decode_pyav_views(path, frames, [window], interpolation)[0]
 
 
