@@ -15,10 +15,12 @@ Reasons (stable strings; a record carries the first one that applies, in this or
                       or its packets stop before the frame count or duration the container claims (short by
                       more than 5% and at least 2 frames; the tolerance absorbs rounded durations)
   corrupt             damage inside the stream: packets missing mid-stream while the stream still reaches its
-                      end (the demuxer skipped damaged data), or, with --deep, decoding fails part-way or yields
-                      fewer frames than there are packets. Most corruption needs --deep: every packet is there,
-                      their contents are broken. A decoding error is what stops a DALI reader for good, while
-                      damage FFmpeg conceals (also in DALI, which decodes with the same libavcodec) passes
+                      end (the demuxer skipped damaged data), or, with --deep, decoding fails part-way (the
+                      reason names the frame) or yields fewer frames than there are packets. Most corruption
+                      needs --deep: every packet is there, their contents are broken. --deep decodes VP8 / VP9
+                      with libvpx, which refuses a damaged frame that FFmpeg's own decoders (PyAV's, torchcodec's
+                      and DALI's CPU decoder) conceal and return as garbage, and other codecs with FFmpeg's error
+                      detection on (`_strict_decoder`)
   codec_unsupported   the decoder the scan is for (`--decoder`) cannot read this stream: DALI's CPU decoder
                       reads VP8, VP9 and MJPEG only; NVDEC more codecs, within limits of chroma format, bit
                       depth and size (`nvdec_limit`); FFmpeg's decoders (PyAV, torchcodec) every codec the probe
@@ -91,6 +93,7 @@ _NVDEC_SIDES = {"h264": (48, 4096), "hevc": (144, 8192), "vp9": (128, 8192), "av
                 "vp8": (48, 4096), "mpeg4": (48, 2032), "mjpeg": (64, 16384)}
 _EIGHT_BIT_420 = frozenset({"yuv420p", "yuvj420p", "nv12"})
 _PREPARE_CODEC = {"dali": "vp9", "nvdec": "h264"}  # what `dalitrain prepare --codec` should write for each
+STRICT_DECODERS = {"vp8": "libvpx", "vp9": "libvpx-vp9"}  # --deep's decoder per codec (`_strict_decoder`)
 
 # First bytes of the containers video datasets come in: a file that starts like one but does not open was cut.
 _CONTAINER_MAGIC = (
@@ -184,10 +187,41 @@ def _looks_like_container(path: str) -> bool:
     return any(head[offset:offset + len(magic)] == magic for offset, magic in _CONTAINER_MAGIC)
 
 
+class StreamDamage(Exception):
+    """Decoding failed at `frame` (its index in decode order)."""
+
+    def __init__(self, frame: int, reason: str):
+        super().__init__(f"decoding failed at frame {frame}: {reason}")
+
+
+def _strict_decoder(stream) -> av.CodecContext:
+    """The decoder that reports damage instead of concealing it: FFmpeg's native VP8 / VP9 decoders hide a damaged
+    partition (a VP9 file with 2 kB overwritten decodes every frame with no error, even with `err_detect=explode`,
+    and so does DALI's CPU decoder, which uses them) where libvpx refuses the packet; the other codecs' native
+    decoders with every error check on, which H.264's and MPEG-4's honour."""
+    name = STRICT_DECODERS.get(stream.codec_context.name)
+    if name in av.codecs_available:
+        context = av.CodecContext.create(name, "r")
+        context.extradata = stream.codec_context.extradata
+    else:
+        context = stream.codec_context
+        context.options = {"err_detect": "crccheck+bitstream+buffer+explode"}
+    context.thread_count = 1  # the scan probes files in parallel processes
+    return context
+
+
 def _decode_all(path: str) -> int:
-    """Frames decoded from the first video stream; raises av.error.FFmpegError where decoding fails."""
+    """Frames decoded from the first video stream by its strict decoder; raises StreamDamage where decoding
+    fails, and av.error.FFmpegError where the container does."""
     with av.open(path) as container:
-        return sum(1 for _ in container.decode(container.streams.video[0]))
+        stream = container.streams.video[0]
+        decoder, decoded = _strict_decoder(stream), 0
+        for packet in container.demux(stream):  # its last, empty packet flushes the frames the decoder holds
+            try:
+                decoded += len(decoder.decode(packet))
+            except av.error.FFmpegError as err:
+                raise StreamDamage(decoded, err.strerror or str(err)) from None
+        return decoded
 
 
 def probe_file(path: str, deep: bool) -> FileProbe:
@@ -227,6 +261,8 @@ def probe_file(path: str, deep: bool) -> FileProbe:
     if deep:
         try:
             decoded = _decode_all(path)
+        except StreamDamage as err:
+            return measured(CORRUPT, str(err))
         except av.error.FFmpegError as err:
             return measured(CORRUPT, f"decoding failed: {err.strerror or err}")
         if decoded < info.packets:

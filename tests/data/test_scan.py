@@ -2,6 +2,8 @@ import json
 import os
 from pathlib import Path
 
+import av
+import numpy as np
 import pytest
 
 from dalitrain.cli import main
@@ -218,3 +220,36 @@ def test_a_variable_frame_rate_file_is_recorded_and_counted(tmp_path):
     assert [(Path(r.path).name, r.ok, r.vfr) for r in records] == [("vfr.webm", True, True), ("cfr.webm", True, False)]
     assert summary_line("ds", records, "pyav") == (
         "ds: 2 ok, 0 quarantined; 1 at a variable frame rate (PyAV samples them by presentation time)")
+
+
+def test_deep_scan_finds_damage_that_ffmpeg_conceals(tmp_path):
+    """2 kB overwritten inside a VP9 stream: FFmpeg's decoder (PyAV's, torchcodec's, DALI's CPU decoder) returns
+    every frame with no error, garbage from the damaged one on; --deep names the damaged frame."""
+    path = write_video(tmp_path / "concealed.webm", frames=30, width=96, height=96)
+    data = bytearray(path.read_bytes())
+    at = int(0.3 * len(data))
+    data[at:at + 2048] = np.random.default_rng(0).integers(0, 256, 2048, dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+    with av.open(str(path)) as container:
+        packets = list(container.demux(container.streams.video[0]))
+        damaged = next(i for i, p in enumerate(packets) if p.pos is not None and p.pos + p.size > at)
+    with av.open(str(path)) as container:  # concealed: all frames, no error
+        assert sum(1 for _ in container.decode(container.streams.video[0])) == 30
+    assert _dali_cpu_frames(path) == 30  # by DALI's CPU decoder too
+    assert probe_file(str(path), deep=False).fault is None
+    probe = probe_file(str(path), deep=True)
+    assert (probe.fault, probe.detail.split(":")[0]) == ("corrupt", f"decoding failed at frame {damaged}")
+    assert 0 < damaged < 29
+
+
+def _dali_cpu_frames(path) -> int:
+    from nvidia.dali import fn, pipeline_def, types
+
+    @pipeline_def(batch_size=1, num_threads=1, device_id=None)
+    def decode():
+        return fn.decoders.video(fn.external_source(name="encoded", dtype=types.UINT8, ndim=1), device="cpu")
+
+    pipe = decode()
+    pipe.build()
+    pipe.feed_input("encoded", [np.fromfile(path, dtype=np.uint8)])
+    return pipe.run()[0].as_array().shape[1]
