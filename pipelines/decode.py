@@ -163,7 +163,7 @@ def _decode_forward(container, stream, wanted: set[int], origin: int, pts_per_fr
 def decode_torchcodec_views(path: str | Path, frames: np.ndarray, windows: Sequence[Optional[Window]],
                             interpolation: str = "linear") -> list[np.ndarray]:
     """torchcodec applies its transforms per decoder: one decode per window."""
-    if interpolation not in WINDOW_INTERPOLATIONS["torchcodec"]:
+    if interpolation not in WINDOW_INTERPOLATIONS["torchcodec"] and any(w is not None for w in windows):
         raise ValueError(f"torchcodec scales with {WINDOW_INTERPOLATIONS['torchcodec']} only, not {interpolation}")
     return [decode_torchcodec(path, frames, window) for window in windows]
 

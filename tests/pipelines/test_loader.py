@@ -97,6 +97,20 @@ def test_decoder_side_window_equals_the_graphs_crop_and_resize(corpus, decoder, 
         assert error.max() < 2.5, error
 
 
+@pytest.mark.parametrize("decoder, in_graph", [("pyav", False)] + ([("torchcodec", True)] if torchcodec_available()
+                                                                    else []))
+def test_a_bicubic_crop_is_scaled_where_bicubic_exists(corpus, decoder, in_graph):
+    """FFmpeg's scale through PyAV has bicubic; torchcodec's Resize has not, so the graph crops its whole frames."""
+    root, specs = corpus
+    batches = {name: list(train_loader(data_config(root, specs, ["ramps"], decoder=name,
+                                                   augment=AugmentConfig(interpolation="cubic")), seed=2))
+               for name in (decoder, "dali")}
+    assert train_loader(data_config(root, specs, ["ramps"], decoder=decoder,
+                                    augment=AugmentConfig(interpolation="cubic"))).resize_in_graph == in_graph
+    for ours, theirs in zip(batches[decoder], batches["dali"]):
+        assert ((ours.video - theirs.video).abs().mean(dim=(1, 2, 3, 4)) * STD * 255).max() < 2.5
+
+
 def test_a_randaugment_warp_reads_the_whole_frame_while_the_others_arrive_cropped(corpus, monkeypatch):
     """With the decoder cropping, a sample whose RandAugment draw rotates, shears or translates still gets whole
     frames (the graph folds the warp into the crop, reading beyond the window): the same pixels as with DALI's
