@@ -1,11 +1,12 @@
-"""`dalitrain bench pipeline --scaling`: how the default loader's CPU cost per clip grows with clip length, source
+"""`dalitrain bench pipeline --scaling [--decoder D]`: how the loader's CPU cost per clip grows with clip length, source
 resolution and decode workers, and from it the CPU cores a GPU needs to be fed.
 
 Rows (each the loader's steady state after its warm-up, its CPU time over every thread, per clip):
 - clip frames 8, 16, 32 at the strides of the recipes that use them (SlowFast 8x8, MViTv2-S 16x4, MViTv2-B 32x3), on
   the bench corpus (short side 256, the usual pre-resized Kinetics);
-- source resolution: 16x4 clips of the same videos transcoded (`dalitrain prepare --short-side 480 | 720`, VP9, a
-  key frame a second; the shortest VIDEOS_PER_VARIANT videos, cached next to the bench corpus);
+- source resolution: 16x4 clips of the same VIDEOS_PER_VARIANT videos (the corpus's shortest) transcoded alike to
+  each short side (`dalitrain prepare --short-side 256 | 480 | 720`, VP9, a key frame a second; cached next to the
+  bench corpus), so that only the resolution differs between these rows;
 - decode workers 1 and 2 (`data.num_threads`) at 16x4 and 256p, with the wall-clock clips/s as well.
 Every clip is augmented to a 224 crop as in `bench pipeline`, so the resolution rows measure decoding more pixels,
 not producing more.
@@ -24,7 +25,7 @@ from typing import Optional
 from dalitrain.data.prepare import prepare
 
 RECIPES = ((8, 8), (16, 4), (32, 3))  # (frames, stride)
-RESOLUTIONS = (480, 720)  # short sides of the transcoded variants; the bench corpus is 256
+RESOLUTIONS = (256, 480, 720)  # short sides of the transcoded variants (the bench corpus's is 256)
 VIDEOS_PER_VARIANT = 12
 MULTITRAIN_CLIPS_PER_S = 9.4  # MViTv2-B 32x3 training clips/s per V100 (MultiTrain, anchors.md)
 KEY_FRAME_INTERVAL = 25  # the bench corpus's: a key frame a second at 25 fps
@@ -45,14 +46,15 @@ def resolution_variant(videos: list[Path], short_side: int, cache: Path) -> list
     return [new_manifest.parent / line.split()[0] for line in new_manifest.read_text().splitlines() if line.strip()]
 
 
-def run(videos: list[Path], cores: int, cache: Path, warmup: int, measured: int) -> dict:
+def run(videos: list[Path], cores: int, cache: Path, warmup: int, measured: int, decoder: str = "default") -> dict:
     from dalitrain.benchmarks.bench_pipeline import dalitrain_batches, steady_rate
+    from dalitrain.pipelines.loader import resolve_decoder
 
     workdir = Path(tempfile.mkdtemp(prefix="bench_scaling_"))
     steps = warmup + measured
 
     def measure(label: str, corpus: list[Path], frames: int, stride: int, workers: int, **row) -> dict:
-        rate = steady_rate(dalitrain_batches(corpus, "default", workers, steps, workdir, num_frames=frames,
+        rate = steady_rate(dalitrain_batches(corpus, decoder, workers, steps, workdir, num_frames=frames,
                                              stride=stride), warmup, measured)
         record = dict(row, frames=frames, stride=stride, workers=workers, clips_per_s=rate.clips_per_s,
                       cpu_ms_per_clip=rate.cpu_ms_per_clip)
@@ -61,19 +63,19 @@ def run(videos: list[Path], cores: int, cache: Path, warmup: int, measured: int)
 
     rows = {"frames": [measure(f"{f}x{s}, 256p, {cores} workers", videos, f, s, cores, short_side=256)
                        for f, s in RECIPES]}
-    rows["resolution"] = [next(r for r in rows["frames"] if r["frames"] == 16)]
-    for side in RESOLUTIONS:
-        rows["resolution"].append(measure(f"16x4, {side}p, {cores} workers", resolution_variant(videos, side, cache),
-                                          16, 4, cores, short_side=side))
+    rows["resolution"] = [measure(f"16x4, {side}p (transcoded), {cores} workers",
+                                  resolution_variant(videos, side, cache), 16, 4, cores, short_side=side)
+                          for side in RESOLUTIONS]
     rows["workers"] = [measure(f"16x4, 256p, {w} worker{'s' if w > 1 else ''}", videos, 16, 4, w, short_side=256)
                        for w in sorted({1, cores})]
-    return {"cores": cores, "rows": rows}
+    return {"cores": cores, "decoder": resolve_decoder(decoder, "cpu"), "rows": rows}
 
 
 def cores_per_gpu(result: dict, gpu_json: Optional[str]) -> list[str]:
     """The lines saying how many cores feed a GPU, from the measured CPU ms per clip."""
     by_frames = {r["frames"]: r["cpu_ms_per_clip"] for r in result["rows"]["frames"]}
     by_side = {r["short_side"]: r["cpu_ms_per_clip"] for r in result["rows"]["resolution"]}
+    # 32x3 at 256p measured on the bench corpus, scaled by the transcoded variants' cost relative to their 256p
     per_side = ", ".join(f"{MULTITRAIN_CLIPS_PER_S * by_frames[32] * by_side[s] / by_side[256] / 1000:.1f} at {s}p"
                          for s in sorted(by_side))
     lines = [f"cores per GPU to feed MViTv2-B 32x3 at MultiTrain's {MULTITRAIN_CLIPS_PER_S} clips/s per V100: "
@@ -92,7 +94,7 @@ def cores_per_gpu(result: dict, gpu_json: Optional[str]) -> list[str]:
 
 
 def print_table(result: dict, lines: list[str]) -> None:
-    print(f"\nCPU cost of the default loader, 224 crop, batch 8, {result['cores']} cores")
+    print(f"\nCPU cost of dalitrain's loader ({result['decoder']}), 224 crop, batch 8, {result['cores']} cores")
     print(f"{'varied':10s} {'clip':>6s} {'source':>7s} {'workers':>8s} {'clips/s':>8s} {'CPU ms/clip':>12s}")
     for varied, rows in result["rows"].items():
         for r in rows:

@@ -96,13 +96,20 @@ def resolve_device(requested: str, configured: str) -> str:
     return device
 
 
-def resolve_decoder(name: str, device: str) -> str:
-    """The decode strategy. `default`: NVDEC in the graph on the GPU, the fastest measured CPU decoder on the CPU.
-    On the GPU, `pyav` or `torchcodec` decode on the CPU and the graph augments on the GPU (for codecs NVDEC does
-    not read, or when the CPU decoders keep up); `dali` there is DALI's GPU decoder, NVDEC."""
+def resolve_decoder(name: str, device: str, views_per_clip: int = 1) -> str:
+    """The decode strategy. `default`: NVDEC in the graph on the GPU, the fastest measured CPU decoder on the CPU;
+    when one decode feeds several samples (`views_per_clip`: repeated augmentation, spatial views), the fastest that
+    converts one decode through each sample's window (decode.SHARED_DECODE: torchcodec would decode once per window
+    or leave the resize to DALI). On the GPU, `pyav` or `torchcodec` decode on the CPU and the graph augments on the
+    GPU (for codecs NVDEC does not read, or when the CPU decoders keep up); `dali` there is DALI's GPU decoder,
+    NVDEC."""
     if name == "default":
-        return "nvdec" if device == "gpu" else next(d for d in CPU_DECODERS
-                                                     if d != "torchcodec" or _torchcodec_usable())
+        if device == "gpu":
+            return "nvdec"
+        usable = [d for d in CPU_DECODERS if d != "torchcodec" or _torchcodec_usable()]
+        if views_per_clip > 1:
+            usable.sort(key=lambda d: d not in SHARED_DECODE)  # stable: the measured order within each group
+        return usable[0]
     if name == "nvdec":
         if device != "gpu":
             raise UsageError("data.decoder: nvdec decodes on the GPU, but the loader runs on the CPU "
@@ -134,12 +141,12 @@ class VideoLoader:
 
     def __init__(self, data: DataConfig, datasets: list[DatasetRecords], plan_fn, *, training: bool,
                  batch_size: int, seed: int, epoch: int, start_step: int, device: str, device_id: int = 0,
-                 shard_id: int = 0):
+                 shard_id: int = 0, views_per_clip: int = 1):
         self.data, self.datasets, self.plan_fn = data, datasets, plan_fn
         self.training, self.batch_size, self.seed = training, batch_size, seed
         self.device = resolve_device(device, data.device)
         self.device_id, self.shard_id = device_id, shard_id
-        self.decoder = resolve_decoder(data.decoder, self.device)
+        self.decoder = resolve_decoder(data.decoder, self.device, views_per_clip)
         self.decode_in_graph = self.decoder in ("dali", "nvdec")
         self.repeats = data.num_samples if training else 1  # adjacent samples sharing one decoded clip
         augment = data.augment
@@ -472,7 +479,8 @@ def train_loader(data: DataConfig, *, shard_id: int = 0, num_shards: int = 1, se
                           num_samples=data.num_samples)
 
     return VideoLoader(data, datasets, plan, training=True, batch_size=data.batch_size, seed=seed, epoch=epoch,
-                       start_step=start_step, device=device, device_id=device_id, shard_id=shard_id)
+                       start_step=start_step, device=device, device_id=device_id, shard_id=shard_id,
+                       views_per_clip=data.num_samples)
 
 
 def eval_loader(data: DataConfig, eval: EvalConfig, *, shard_id: int = 0, num_shards: int = 1,
@@ -487,4 +495,5 @@ def eval_loader(data: DataConfig, eval: EvalConfig, *, shard_id: int = 0, num_sh
                          shard_id=shard_id, num_shards=num_shards)
 
     return VideoLoader(data, datasets, plan, training=False, batch_size=eval.batch_size, seed=0, epoch=0,
-                       start_step=0, device=device, device_id=device_id, shard_id=shard_id)
+                       start_step=0, device=device, device_id=device_id, shard_id=shard_id,
+                       views_per_clip=eval.spatial_views)

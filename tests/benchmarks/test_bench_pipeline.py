@@ -98,14 +98,16 @@ def test_scaling_turns_cpu_cost_per_clip_into_cores_per_gpu(tmp_path):
 def test_scaling_measures_every_row_on_a_transcoded_variant(videos, tmp_path, monkeypatch, capsys):
     from dalitrain.benchmarks import pipeline_scaling as scaling
     monkeypatch.setattr(scaling, "RECIPES", ((4, 2), (16, 4), (32, 1)))
-    monkeypatch.setattr(scaling, "RESOLUTIONS", (96,))
-    result = scaling.run(videos, cores=2, cache=tmp_path, warmup=1, measured=1)
-    variant = sorted((tmp_path / "corpus-96p").rglob("*.webm"))
-    assert len(variant) == 2 and bench.av.open(str(variant[0])).streams.video[0].height == 96
+    monkeypatch.setattr(scaling, "RESOLUTIONS", (48, 96))
+    result = scaling.run(videos, cores=2, cache=tmp_path, warmup=1, measured=1, decoder="pyav")
+    for side in (48, 96):
+        variant = sorted((tmp_path / f"corpus-{side}p").rglob("*.webm"))
+        assert len(variant) == 2 and bench.av.open(str(variant[0])).streams.video[0].height == side
     rows = result["rows"]
     assert [(r["frames"], r["short_side"]) for r in rows["frames"]] == [(4, 256), (16, 256), (32, 256)]
-    assert [r["short_side"] for r in rows["resolution"]] == [256, 96]
+    assert [r["short_side"] for r in rows["resolution"]] == [48, 96]
     assert [r["workers"] for r in rows["workers"]] == [1, 2]
     assert all(r["cpu_ms_per_clip"] > 0 and r["clips_per_s"] > 0 for group in rows.values() for r in group)
+    assert result["decoder"] == "pyav"
     scaling.print_table(result, ["line"])
     assert "resolution  16x4      96p" in capsys.readouterr().out

@@ -310,6 +310,17 @@ def test_the_configured_decoder_is_honoured_on_the_gpu_too(name, device, expecte
     assert resolve_decoder(name, device) == expected
 
 
+def test_the_default_decoder_shares_one_decode_among_a_clips_samples(monkeypatch):
+    """torchcodec, first when it loads, decodes once per window: with several samples per clip PyAV goes first."""
+    monkeypatch.setattr(loader_module, "_torchcodec_usable", lambda: True)
+    assert resolve_decoder("default", "cpu") == "torchcodec"
+    assert resolve_decoder("default", "cpu", views_per_clip=2) == "pyav"
+    assert resolve_decoder("torchcodec", "cpu", views_per_clip=2) == "torchcodec"  # asked for by name
+    assert resolve_decoder("default", "gpu", views_per_clip=3) == "nvdec"
+    monkeypatch.setattr(loader_module, "_torchcodec_usable", lambda: False)
+    assert resolve_decoder("default", "cpu") == resolve_decoder("default", "cpu", views_per_clip=3) == "pyav"
+
+
 def test_nvdec_on_the_cpu_and_an_unknown_decoder_are_one_line_errors():
     with pytest.raises(ValueError, match="^data.decoder: nvdec decodes on the GPU"):
         resolve_decoder("nvdec", "cpu")
