@@ -312,6 +312,7 @@ def test_the_configured_decoder_is_honoured_on_the_gpu_too(name, device, expecte
 
 def test_the_default_decoder_shares_one_decode_among_a_clips_samples(monkeypatch):
     """torchcodec, first when it loads, decodes once per window: with several samples per clip PyAV goes first."""
+    monkeypatch.setattr(loader_module, "torchcodec_available", lambda: True)
     monkeypatch.setattr(loader_module, "_torchcodec_usable", lambda: True)
     assert resolve_decoder("default", "cpu") == "torchcodec"
     assert resolve_decoder("default", "cpu", views_per_clip=2) == "pyav"
