@@ -17,11 +17,12 @@ Augmentation crops before it resizes: `fn.resize` reads only the window (`roi_st
 crop x crop pixels, never the whole resized frame. RandAugment's geometric ops join the crop in one
 `fn.warp_affine` from the source frame, in place of the resize: one resampling instead of two, 1.6x a resize's cost
 where resize then warp cost 2.5x (README, "Design choices, measured"). Colour jitter and RandAugment then run on
-the uint8 crop, and `fn.crop_mirror_normalize` flips, normalises and transposes to C,T,H,W in one pass. Random erasing comes last, on
-the normalised clip as in PySlowFast: DALI's `fn.erase` fills a box with one constant, so the box is zeroed and
-the fill added, placed by `fn.slice` with a negative anchor (the padding around it is 0). The resize writes float
-directly when nothing needs uint8 after it, and the external source reads the decoded frames without a copy
-(`no_copy`: the loader keeps them alive until `run()` returns); README, "Design choices, measured".
+the uint8 crop, and `fn.crop_mirror_normalize` flips, normalises and transposes to C,T,H,W in one pass. Random
+erasing comes last, on the normalised clip as in PySlowFast: DALI's `fn.erase` fills a box with one constant, so
+the box is zeroed and the fill added, placed by `fn.slice` with a negative anchor (the padding around it is 0).
+The resize writes float directly when nothing needs uint8 after it, and the external source reads the decoded
+frames without a copy (`no_copy`: the loader keeps them alive until `run()` returns); README, "Design choices,
+measured".
 """
 from __future__ import annotations
 
@@ -41,9 +42,9 @@ def clip_pipeline(*, device: str, decode_in_graph: bool, training: bool, crop_si
                   erase: bool = False):
     """`device` "cpu" or "gpu": where augmentation runs. With `decode_in_graph`, decoding runs in the graph too
     (on the GPU: NVDEC through the "mixed" backend); otherwise the frames come decoded from the loader. Without
-    `resize_in_graph` the loader's decoder already cropped and scaled them to crop_size (decode.WINDOW_INTERPOLATIONS), and
-    the graph has no `roi` input. `color`, `rand_augment_layers` and `erase` (training only) add those ops and
-    their inputs."""
+    `resize_in_graph` the loader's decoder already cropped and scaled them to crop_size (all but the samples that
+    warp: their whole frames arrive for the warp), and the graph has no `roi` input. `color`,
+    `rand_augment_layers` and `erase` (training only) add those ops and their inputs."""
     if decode_in_graph:
         encoded = fn.external_source(name="encoded", dtype=types.UINT8, ndim=1, no_copy=True)
         frame_ids = fn.external_source(name="frame_ids", dtype=types.INT32, ndim=1)

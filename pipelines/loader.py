@@ -218,15 +218,15 @@ class VideoLoader:
 
     def _load(self, clip: list[Sample]) -> list[np.ndarray]:
         """The decoded frames of each sample of one clip (the file's bytes when the graph decodes): one decode
-        for all, whole frames when the graph crops, else one window per sample."""
+        for all, each sample's window, or the whole frames (converted once) for the samples that need them."""
         path, frames = self._path(clip[0]), clip[0].frames
         if self.decode_in_graph:
             return [np.fromfile(path, dtype=np.uint8)] * len(clip)
-        interpolation = self.data.augment.interpolation
-        if self.resize_in_graph:
-            return DECODERS[self.decoder](path, frames, [None], interpolation) * len(clip)
-        return DECODERS[self.decoder](path, frames, [None if self._whole_frames(s) else self._window(s)
-                                                     for s in clip], interpolation)
+        windows = [None if self._whole_frames(s) else self._window(s) for s in clip]
+        asked = [w for w in windows if w is not None] + ([None] if None in windows else [])
+        decoded = DECODERS[self.decoder](path, frames, asked, self.data.augment.interpolation)
+        cropped = iter(decoded)
+        return [decoded[-1] if w is None else next(cropped) for w in windows]
 
     def _whole_frames(self, s: Sample) -> bool:
         """Whether sample s reaches the graph as whole frames: the graph crops every sample, or s's RandAugment

@@ -197,8 +197,8 @@ class StreamDamage(Exception):
 def _strict_decoder(stream) -> av.CodecContext:
     """The decoder that reports damage instead of concealing it: FFmpeg's native VP8 / VP9 decoders hide a damaged
     partition (a VP9 file with 2 kB overwritten decodes every frame with no error, even with `err_detect=explode`,
-    and so does DALI's CPU decoder, which uses them) where libvpx refuses the packet; the other codecs' native
-    decoders with every error check on, which H.264's and MPEG-4's honour."""
+    and so does DALI's CPU decoder, which uses them) where libvpx refuses the packet; for the other codecs, the
+    native decoder with every `err_detect` check on (not measured against concealed damage here)."""
     name = STRICT_DECODERS.get(stream.codec_context.name)
     if name in av.codecs_available:
         context = av.CodecContext.create(name, "r")

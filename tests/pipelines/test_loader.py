@@ -137,6 +137,23 @@ def test_a_randaugment_warp_reads_the_whole_frame_while_the_others_arrive_croppe
         assert error.max() < 2.5, error
 
 
+def test_a_clips_whole_frames_are_converted_once_however_many_of_its_samples_warp(corpus, monkeypatch):
+    root, specs = corpus
+    asked = []
+    real = loader_module.DECODERS["pyav"]
+    monkeypatch.setitem(loader_module.DECODERS, "pyav", lambda *args: asked.append(list(args[2])) or real(*args))
+    augment = AugmentConfig(rand_augment="rand-m9-n4-mstd0.5-inc1")  # 4 layers: most draws warp
+    loader = train_loader(data_config(root, specs, ["ramps"], num_samples=4, augment=augment, epoch_size=32),
+                          seed=5)  # batches of 4: one clip's 4 samples
+    batches = list(loader)
+    warped = [sum(loader._whole_frames(s) for s in batch) for batch in loader.plan]
+    assert max(warped) >= 2  # some clip had several warped samples
+    # one decode per clip (in any order: the workers run in parallel): the cropped samples' windows, and None once
+    expected = sorted((min(n, 1), 4 - n + min(n, 1)) for n in warped)
+    assert sorted((windows.count(None), len(windows)) for windows in asked) == expected
+    assert all(b.video.shape == (4, 3, 4, 32, 32) for b in batches)
+
+
 def test_flip_only_where_the_dataset_allows_it(corpus):
     root, specs = corpus
     directions = {}
