@@ -30,6 +30,7 @@ from dalitrain.engine.checkpoint import load_checkpoint
 from dalitrain.engine.evaluate import DatasetAccuracy, evaluate
 from dalitrain.engine.localisation import LocalisationTarget, localisation_target
 from dalitrain.engine.preemption import PREEMPTED_EXIT_CODE, Preempted
+from dalitrain.engine.numerics import warm_up_mkl_vml
 from dalitrain.engine.state import seed_everything
 from dalitrain.engine.trainer import Trainer, TrainingStopped, TrainResult
 from dalitrain.errors import DalitrainError, InputError
@@ -66,6 +67,7 @@ def train(cfg: ExperimentConfig, ctx: Optional[DistContext] = None) -> TrainResu
     ctx = ctx or init_distributed(cfg.data.device)
     loader_device = "gpu" if ctx.device.type == "cuda" else "cpu"
     device_id = ctx.device.index or 0  # the DALI graph runs on this rank's GPU
+    warm_up_mkl_vml()  # before the weights' initialisation runs VML ops in parallel: see numerics.py
     seed_everything(cfg.train.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
     model = experiment_model(cfg)
     if cfg.model.init_from:

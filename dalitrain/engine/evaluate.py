@@ -21,6 +21,7 @@ from torch import nn
 from dalitrain.data.batch import Batch
 from dalitrain.engine.distributed import gather_objects, is_main_process
 from dalitrain.engine.localisation import LocalisationTarget, localisation_scores, scored_boxes
+from dalitrain.engine.numerics import warm_up_mkl_vml
 from dalitrain.progress import progress
 
 
@@ -77,6 +78,7 @@ def _predicted_classes(scores: VideoScores, dataset: int) -> int:
 def evaluate(model: nn.Module, loader: Iterable[Batch], *, dataset_names: list[str], num_classes: list[int],
              expected: list[int], device: torch.device, autocast: Callable[[], AbstractContextManager],
              localisation: Optional[LocalisationTarget] = None) -> list[DatasetAccuracy]:
+    warm_up_mkl_vml()  # an evaluation run alone (dalitrain eval) has no Trainer to do it: see numerics.py
     was_training = model.training
     model.eval()
     scores: VideoScores = {}

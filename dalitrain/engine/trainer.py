@@ -35,6 +35,7 @@ from dalitrain.engine.preemption import Preempted, PreemptionSignals
 from dalitrain.engine.evaluate import DatasetAccuracy, evaluate
 from dalitrain.engine.localisation import LocalisationTarget
 from dalitrain.engine.metrics import MetricsLog, Throughput, memory_usage, progress_line
+from dalitrain.engine.numerics import warm_up_mkl_vml
 from dalitrain.engine.optim import build_optimizer, build_scheduler
 from dalitrain.engine.state import rng_state, seed_everything, set_rng_state
 from dalitrain.errors import DalitrainError, UsageError
@@ -106,6 +107,7 @@ class Trainer:
     def __init__(self, cfg: ExperimentConfig, ctx: DistContext, model: nn.Module, *,
                  train_loader: TrainLoaderFactory, eval_loader: Optional[EvalLoaderFactory] = None,
                  expected_videos: Optional[list[int]] = None, localisation: Optional[LocalisationTarget] = None):
+        warm_up_mkl_vml()  # before the loader's threads and the first parallel op: see numerics.py
         self.cfg = cfg
         self.ctx = ctx
         self.make_train_loader = train_loader
