@@ -23,8 +23,8 @@ Reasons (stable strings; a record carries the first one that applies, in this or
                       detection on (`_strict_decoder`)
   codec_unsupported   the decoder the scan is for (`--decoder`) cannot read this stream: DALI's CPU decoder
                       reads VP8, VP9 and MJPEG only; NVDEC more codecs, within limits of chroma format, bit
-                      depth and size (`nvdec_limit`); FFmpeg's decoders (PyAV, torchcodec) every codec the probe
-                      opened (see DECODER_CODECS)
+                      depth, size and the GPU's generation (`nvdec_limit`, --gpu-arch); FFmpeg's decoders
+                      (PyAV, torchcodec) every codec the probe opened (see DECODER_CODECS)
   too_short           fewer frames than a clip needs: --min-frames, or with --config num_frames * stride for
                       `clip` / `segment` sampling and num_frames for `uniform`
   label_out_of_range  the label is not in [0, num_classes)
@@ -92,6 +92,12 @@ DECODER_FAMILY = {"torchcodec": "ffmpeg", "pyav": "ffmpeg", "dali": "dali", "nvd
 _NVDEC_SIDES = {"h264": (48, 4096), "hevc": (144, 8192), "vp9": (128, 8192), "av1": (128, 8192),
                 "vp8": (48, 4096), "mpeg4": (48, 2032), "mjpeg": (64, 16384)}
 _EIGHT_BIT_420 = frozenset({"yuv420p", "yuvj420p", "nv12"})
+# What NVDEC decodes depends on the GPU's generation too (Video Codec SDK 13.0, NVDEC application note, "NVDEC
+# Hardware Capabilities"), by compute capability x 10: AV1 on GA10x (sm_86, sm_87), Ada (sm_89) and Blackwell (sm_100
+# and later) only, not on Turing, GA100 (A100) or Hopper (H100, H200); HEVC 4:4:4 from Turing (sm_75) on.
+_NVDEC_AV1_ARCHS = frozenset({86, 87, 89})
+_NVDEC_AV1_FROM = 100
+_NVDEC_HEVC_444_FROM = 75
 _PREPARE_CODEC = {"dali": "vp9", "nvdec": "h264"}  # what `dalitrain prepare --codec` should write for each
 STRICT_DECODERS = {"vp8": "libvpx", "vp9": "libvpx-vp9"}  # --deep's decoder per codec (`_strict_decoder`)
 
@@ -301,8 +307,14 @@ def probe_files(paths: Iterable[str], deep: bool, workers: Optional[int] = None,
 # Verdicts and the index
 
 
-def nvdec_limit(probe: FileProbe) -> Optional[str]:
-    """Why NVDEC cannot decode this stream of a codec it knows (chroma format, bit depth, size), or None."""
+def nvdec_limit(probe: FileProbe, gpu_arch: Optional[int] = None) -> Optional[str]:
+    """Why NVDEC cannot decode this stream of a codec it knows (chroma format, bit depth, size; with `gpu_arch`,
+    the compute capability x 10 of the GPU that will decode, what its generation lacks), or None."""
+    if gpu_arch is not None:
+        if probe.codec == "av1" and gpu_arch not in _NVDEC_AV1_ARCHS and gpu_arch < _NVDEC_AV1_FROM:
+            return f"NVDEC on sm_{gpu_arch} does not decode AV1 (sm_86, sm_87, sm_89 and sm_100 on do)"
+        if probe.codec == "hevc" and "444" in probe.pix_fmt and gpu_arch < _NVDEC_HEVC_444_FROM:
+            return f"NVDEC on sm_{gpu_arch} does not decode 4:4:4 HEVC ({probe.pix_fmt}; sm_75 on does)"
     if probe.codec == "h264" and probe.pix_fmt and probe.pix_fmt not in _EIGHT_BIT_420:
         return f"NVDEC decodes 8-bit 4:2:0 H.264 only, this is {probe.pix_fmt}"
     if "422" in probe.pix_fmt:
@@ -313,13 +325,13 @@ def nvdec_limit(probe: FileProbe) -> Optional[str]:
     return None
 
 
-def _broken_rule(entry: ManifestEntry, probe: FileProbe, target: ScanTarget,
-                 decoder: str) -> tuple[Optional[str], str]:
+def _broken_rule(entry: ManifestEntry, probe: FileProbe, target: ScanTarget, decoder: str,
+                 gpu_arch: Optional[int]) -> tuple[Optional[str], str]:
     """The first rule of this scan that a readable file breaks, as (reason, detail); (None, "") if none."""
     codecs = DECODER_CODECS[decoder]
     if codecs is not None and probe.codec not in codecs:
         return CODEC_UNSUPPORTED, f"{decoder} does not decode {probe.codec}"
-    limit = nvdec_limit(probe) if decoder == "nvdec" else None
+    limit = nvdec_limit(probe, gpu_arch) if decoder == "nvdec" else None
     if limit is not None:
         return CODEC_UNSUPPORTED, limit
     if probe.frames < target.min_frames:
@@ -329,11 +341,12 @@ def _broken_rule(entry: ManifestEntry, probe: FileProbe, target: ScanTarget,
     return None, ""
 
 
-def classify(entry: ManifestEntry, probe: FileProbe, target: ScanTarget, decoder: str) -> ScanRecord:
+def classify(entry: ManifestEntry, probe: FileProbe, target: ScanTarget, decoder: str,
+             gpu_arch: Optional[int] = None) -> ScanRecord:
     """The record of one manifest entry: the file's own fault first, then the scan's rules."""
     reason, detail = probe.fault, probe.detail
     if reason is None:
-        reason, detail = _broken_rule(entry, probe, target, decoder)
+        reason, detail = _broken_rule(entry, probe, target, decoder, gpu_arch)
     file_fields = {f.name: getattr(probe, f.name) for f in dataclasses.fields(FileProbe) if f.name != "fault"}
     return ScanRecord(**{**file_fields, "detail": detail}, dataset=target.dataset,
                       manifest=os.path.abspath(target.manifest), row=entry.row, label=entry.label,
@@ -380,11 +393,13 @@ def index_decoder(path: str | Path) -> str:
     return header.get("decoder") or {"cpu": "dali", "gpu": "nvdec"}.get(header.get("device"), "dali")
 
 
-def write_index(path: str | Path, records: list[ScanRecord], decoder: str, deep: bool) -> None:
+def write_index(path: str | Path, records: list[ScanRecord], decoder: str, deep: bool,
+                gpu_arch: Optional[int] = None) -> None:
     """Write the index atomically (temporary file + rename): a crash never leaves a half-written index.
     One record per line, so that grep and diff work on it."""
     path = Path(path)
-    header = json.dumps({"format": INDEX_FORMAT, "version": INDEX_VERSION, "decoder": decoder, "deep": deep})
+    header = json.dumps({"format": INDEX_FORMAT, "version": INDEX_VERSION, "decoder": decoder, "deep": deep,
+                         "gpu_arch": gpu_arch})
     body = ",\n".join(json.dumps(dataclasses.asdict(r)) for r in records)
     tmp = path.with_name(path.name + ".tmp")
     try:
@@ -422,15 +437,15 @@ def summary_line(dataset: str, records: list[ScanRecord], decoder: str) -> str:
 
 
 def scan(targets: list[ScanTarget], decoder: str, deep: bool, workers: Optional[int] = None,
-         previous_index: str | Path | None = None) -> tuple[list[ScanRecord], int]:
+         previous_index: str | Path | None = None, gpu_arch: Optional[int] = None) -> tuple[list[ScanRecord], int]:
     """Records of every entry of every target, reusing the probes of `previous_index` where the files did not
-    change; returns (records, number of files probed now)."""
+    change; returns (records, number of files probed now). `gpu_arch`: see `nvdec_limit`."""
     # Every manifest is read before anything else, so that a malformed one fails fast and alone.
     jobs = [(target, entry, os.path.abspath(target.root / entry.path))
             for target in targets for entry in read_manifest(target.manifest)]
     cache = _previous_probes(Path(previous_index)) if previous_index is not None else {}
     probes, probed = probe_files([path for _, _, path in jobs], deep, workers, cache)
-    return [classify(entry, probes[path], target, decoder) for target, entry, path in jobs], probed
+    return [classify(entry, probes[path], target, decoder, gpu_arch) for target, entry, path in jobs], probed
 
 
 def _previous_probes(path: Path) -> dict[str, FileProbe]:
@@ -467,6 +482,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--decoder", choices=["auto", *DECODER_CODECS], default="auto",
                         help="the decoder that will read the videos (default auto: the one the loader uses here, "
                              "from the config's data.device and data.decoder and what is installed)")
+    parser.add_argument("--gpu-arch", type=positive_int, metavar="N",
+                        help="with --decoder nvdec: the compute capability x 10 of the GPUs that will decode (80: "
+                             "A100, 90: H100), for the codecs their NVDEC lacks (default: this machine's GPU)")
     parser.add_argument("--deep", action="store_true", help="decode every frame to find mid-stream corruption")
     parser.add_argument("--out", required=True, metavar="INDEX.json", help="the index to write (and reuse)")
     parser.add_argument("--root", metavar="DIR",
@@ -521,13 +539,31 @@ def _targets(args: argparse.Namespace) -> tuple[list[ScanTarget], str]:
     return targets, scan_decoder(args.decoder, None)
 
 
+def scan_gpu_arch(requested: Optional[int], decoder: str) -> Optional[int]:
+    """The GPU generation NVDEC's verdicts are for: --gpu-arch, else this machine's GPU, else None (the limits of
+    every generation from Turing on; the loader falls back to PyAV for a batch NVDEC then fails on)."""
+    if decoder != "nvdec":
+        if requested is not None:
+            raise UsageError(f"--gpu-arch is for --decoder nvdec; the verdicts are for {decoder}")
+        return None
+    import torch  # here, not at the top: the probing processes import this module and never need it
+
+    if requested is None and torch.cuda.is_available():
+        major, minor = torch.cuda.get_device_capability()
+        return 10 * major + minor
+    return requested
+
+
 def run(args: argparse.Namespace) -> int:
     targets, decoder = _targets(args)
+    gpu_arch = scan_gpu_arch(args.gpu_arch, decoder)
     out = Path(args.out)
-    records, probed = scan(targets, decoder, args.deep, args.workers, previous_index=out)
-    write_index(out, records, decoder, args.deep)
+    records, probed = scan(targets, decoder, args.deep, args.workers, previous_index=out, gpu_arch=gpu_arch)
+    write_index(out, records, decoder, args.deep, gpu_arch)
     for dataset in dict.fromkeys(t.dataset for t in targets):
         print(summary_line(dataset, [r for r in records if r.dataset == dataset], decoder))
     files = len({r.path for r in records})
-    print(f"{files} files, {probed} probed, {files - probed} from cache -> {out} (verdicts for the {decoder} decoder)")
+    on = f" on sm_{gpu_arch}" if gpu_arch is not None else ""
+    print(f"{files} files, {probed} probed, {files - probed} from cache -> {out} "
+          f"(verdicts for the {decoder} decoder{on})")
     return 0

@@ -253,3 +253,42 @@ def _dali_cpu_frames(path) -> int:
     pipe.build()
     pipe.feed_input("encoded", [np.fromfile(path, dtype=np.uint8)])
     return pipe.run()[0].as_array().shape[1]
+
+
+# Expected verdicts from NVIDIA's "NVDEC Hardware Capabilities" table (Video Codec SDK 13.0, NVDEC application note):
+# AV1 Main profile: GA10x and Ada, Blackwell; not Turing, GA100 or Hopper. HEVC 4:4:4: Turing and later.
+@pytest.mark.parametrize("codec, pix_fmt, arch, refused", [
+    ("av1", "yuv420p", 75, True), ("av1", "yuv420p", 80, True), ("av1", "yuv420p", 90, True),
+    ("av1", "yuv420p", 86, False), ("av1", "yuv420p", 89, False), ("av1", "yuv420p", 100, False),
+    ("av1", "yuv420p", 120, False), ("av1", "yuv420p", None, False),
+    ("hevc", "yuv444p", 70, True), ("hevc", "yuv444p", 75, False), ("hevc", "yuv420p", 70, False),
+    ("h264", "yuv420p", 70, False),
+])
+def test_nvdec_limits_from_the_gpu_generation(codec, pix_fmt, arch, refused):
+    probe = FileProbe("v", 1, 0.0, False, codec=codec, width=640, height=360, frames=10, pix_fmt=pix_fmt)
+    got = nvdec_limit(probe, arch)
+    assert (got is not None) == refused
+    assert got is None or f"NVDEC on sm_{arch} does not decode" in got
+
+
+def test_an_av1_file_is_refused_for_an_a100_and_kept_for_an_l4(tmp_path, capsys):
+    video = write_video(tmp_path / "av1.mkv", "libsvtav1", frames=6, width=128, height=128)
+    assert probe_file(str(video), deep=False).codec == "av1"  # the codec, not FFmpeg's decoder (libdav1d)
+    manifest = tmp_path / "m.txt"
+    manifest.write_text("av1.mkv 0\n")
+    for arch, verdict in ((80, "codec_unsupported"), (89, None)):
+        out = tmp_path / f"index{arch}.json"
+        assert main(["scan", str(manifest), "--decoder", "nvdec", "--gpu-arch", str(arch), "--out", str(out)]) == 0
+        (record,) = load_index(out).values()
+        assert record.reason == verdict
+        assert json.loads(out.read_text())["gpu_arch"] == arch
+        assert capsys.readouterr().out.splitlines()[-1].endswith(f"(verdicts for the nvdec decoder on sm_{arch})")
+    assert "NVDEC on sm_80 does not decode AV1" in load_index(tmp_path / "index80.json").popitem()[1].detail
+
+
+def test_gpu_arch_is_refused_for_a_cpu_decoder(tmp_path, capsys):
+    (tmp_path / "m.txt").write_text("")
+    out = tmp_path / "index.json"
+    assert main(["scan", str(tmp_path / "m.txt"), "--decoder", "pyav", "--gpu-arch", "80", "--out", str(out)]) == 2
+    assert "--gpu-arch is for --decoder nvdec; the verdicts are for pyav" in capsys.readouterr().err
+    assert not out.exists()
