@@ -86,6 +86,7 @@ def probe_video(path: str | Path, count_packets: bool = False) -> VideoInfo:
             packets, end_time, vfr = _read_packets(container, stream, fps)
         frames = stream.frames or packets
         # the codec's name, not its decoder's: FFmpeg decodes AV1 with libdav1d, which is what `.name` says
-        return VideoInfo(stream.codec_context.codec.canonical_name, stream.codec_context.width, stream.codec_context.height,
-                         frames, fps, _duration(container, stream, frames, fps), packets, end_time,
-                         container.format.name, stream.codec_context.pix_fmt or "", vfr)
+        context = stream.codec_context
+        return VideoInfo(context.codec.canonical_name, context.width, context.height, frames, fps,
+                         _duration(container, stream, frames, fps), packets, end_time, container.format.name,
+                         context.pix_fmt or "", vfr)

@@ -205,7 +205,7 @@ def _strict_decoder(stream) -> av.CodecContext:
     partition (a VP9 file with 2 kB overwritten decodes every frame with no error, even with `err_detect=explode`,
     and so does DALI's CPU decoder, which uses them) where libvpx refuses the packet; for the other codecs, the
     native decoder with every `err_detect` check on (not measured against concealed damage here)."""
-    name = STRICT_DECODERS.get(stream.codec_context.name)
+    name = STRICT_DECODERS.get(stream.codec_context.codec.canonical_name)
     if name in av.codecs_available:
         context = av.CodecContext.create(name, "r")
         context.extradata = stream.codec_context.extradata
